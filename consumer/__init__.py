@@ -1,0 +1,1 @@
+"""certificate-consumer: decides when a Torus student has earned a course certificate."""

@@ -1,0 +1,94 @@
+"""The ``cert-consumer`` command: parse, load settings, set up logging, wire, run.
+
+Stays thin: each subcommand hands over to the module that owns the work. Exit codes: 0 ok,
+1 fatal error, 2 bad configuration or usage, 3 a check failed (e.g. schemas incompatible).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+import structlog
+
+from consumer import logs
+from consumer.config import Settings, load_settings
+from consumer.errors import CertConsumerError, ConfigError, FatalError
+
+Handler = Callable[[argparse.Namespace], int]
+log = structlog.get_logger("consumer.cli")
+
+
+def _settings(args: argparse.Namespace, *, require_database: bool = True) -> Settings:
+    settings = load_settings(
+        os.environ,
+        require_database=require_database,
+        database_url=getattr(args, "database_url", None),
+    )
+    logs.configure(settings.log_level, settings.log_format)  # type: ignore[arg-type]
+    return settings
+
+
+def _db_upgrade(args: argparse.Namespace) -> int:
+    import sqlalchemy as sa  # noqa: PLC0415
+
+    from consumer.migrations import upgrade  # noqa: PLC0415
+
+    settings = _settings(args)
+    engine = sa.create_engine(settings.database_url)
+    try:
+        applied = upgrade(engine)
+    finally:
+        engine.dispose()
+    log.info("db_upgraded", applied=applied)
+    print(f"applied migrations: {applied or 'none (already up to date)'}")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from consumer.demo import run_demo  # noqa: PLC0415
+
+    logs.configure("WARNING", "auto")
+    return run_demo(keep=args.keep)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cert-consumer",
+        description="Decides when a Torus student has earned a course certificate.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    db = sub.add_parser("db", help="the service's own PostgreSQL schema")
+    db_sub = db.add_subparsers(dest="db_command", required=True)
+    up = db_sub.add_parser("upgrade", help="create or migrate the cert_consumer schema")
+    up.add_argument("--database-url", help="overrides CERT_CONSUMER_DATABASE_URL")
+    up.set_defaults(handler=_db_upgrade)
+
+    demo = sub.add_parser("demo", help="run the whole pipeline embedded, no services needed")
+    demo.add_argument("--keep", action="store_true", help="keep the database folder")
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"cert-consumer: {exc}", file=sys.stderr)
+        return 2
+    except FatalError as exc:
+        log.error("fatal_error", error=str(exc))
+        print(f"cert-consumer: {exc}", file=sys.stderr)
+        return 1
+    except CertConsumerError as exc:
+        print(f"cert-consumer: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

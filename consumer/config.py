@@ -1,0 +1,240 @@
+"""Settings: read once from the environment at start-up, validated, then frozen.
+
+Every variable has the prefix ``CERT_CONSUMER_``. Each field below documents its variable and
+default. ``load_settings`` reports every bad value at once in one ``ConfigError``; secrets are
+never echoed. Any librdkafka property passes through as ``CERT_CONSUMER_KAFKA_<NAME>`` with
+dots written as underscores (``CERT_CONSUMER_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` ->
+``security.protocol``); these apply to every Kafka client the service makes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import sqlalchemy as sa
+
+from consumer.errors import ConfigError
+
+PREFIX = "CERT_CONSUMER_"
+KAFKA_PREFIX = PREFIX + "KAFKA_"
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+_LOG_FORMATS = ("auto", "json", "console")
+_ROLES = ("ingest", "evaluate", "relay")
+# Settings below that are not librdkafka properties although they start with KAFKA_.
+_RESERVED_KAFKA_NAMES = {"BOOTSTRAP_SERVERS"}
+
+
+def _setting(env: str, default: Any, doc: str) -> Any:
+    return field(default=default, metadata={"env": env, "doc": doc})
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All configuration of the service; build it with ``load_settings``."""
+
+    database_url: str = _setting(
+        "DATABASE_URL", "", "SQLAlchemy URL of the Torus database (postgresql+psycopg://...)."
+    )
+    bootstrap_servers: str = _setting(
+        "KAFKA_BOOTSTRAP_SERVERS", "localhost:9092", "Kafka bootstrap servers."
+    )
+    group_id: str = _setting("GROUP_ID", "cert-consumer", "Kafka consumer group of the ingest.")
+    input_topics: tuple[str, ...] = _setting(
+        "INPUT_TOPICS",
+        (
+            "torus.page-score-updated.v1",
+            "torus.post-created.v1",
+            "torus.certificate-settings-changed.v1",
+        ),
+        "Comma-separated activity topics to consume.",
+    )
+    granted_topic: str = _setting(
+        "GRANTED_TOPIC", "torus.certificate-granted.v1", "Topic of certificate-granted events."
+    )
+    approval_topic: str = _setting(
+        "APPROVAL_TOPIC",
+        "torus.certificate-approval-requested.v1",
+        "Topic of approval-requested events.",
+    )
+    dlq_topic: str = _setting(
+        "DLQ_TOPIC", "cert-consumer.dlq", "Dead-letter topic for records that can never succeed."
+    )
+    schema_registry_url: str = _setting(
+        "SCHEMA_REGISTRY_URL", "", "Confluent-compatible registry; empty = single-object Avro."
+    )
+    quiet_window_seconds: float = _setting(
+        "QUIET_WINDOW_SECONDS", 2.0, "Debounce: evaluate this long after the last trigger."
+    )
+    max_wait_seconds: float = _setting(
+        "MAX_WAIT_SECONDS", 30.0, "Debounce: evaluate at most this long after the first trigger."
+    )
+    consume_batch_size: int = _setting(
+        "CONSUME_BATCH_SIZE", 2000, "Records per consume() call and per pending upsert."
+    )
+    evaluation_batch_size: int = _setting(
+        "EVALUATION_BATCH_SIZE", 500, "Due keys claimed and evaluated per transaction."
+    )
+    lease_seconds: float = _setting(
+        "LEASE_SECONDS", 60.0, "A claimed key returns to the queue if not released by then."
+    )
+    relay_batch_size: int = _setting("RELAY_BATCH_SIZE", 500, "Outbox rows published per batch.")
+    idle_sleep_seconds: float = _setting(
+        "IDLE_SLEEP_SECONDS", 0.2, "How long the evaluator and relay sleep when idle."
+    )
+    shutdown_timeout_seconds: float = _setting(
+        "SHUTDOWN_TIMEOUT_SECONDS", 25.0, "Bound on a graceful stop after SIGTERM."
+    )
+    max_backoff_seconds: float = _setting(
+        "MAX_BACKOFF_SECONDS", 10.0, "Cap of the exponential backoff while PostgreSQL is down."
+    )
+    metrics_port: int = _setting(
+        "METRICS_PORT", 9400, "Port of /metrics, /healthz and /readyz; 0 disables."
+    )
+    log_level: str = _setting("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR.")
+    log_format: str = _setting("LOG_FORMAT", "auto", "json, console, or auto (console on a tty).")
+    roles: tuple[str, ...] = _setting(
+        "ROLES", _ROLES, "Loops this process runs: ingest, evaluate, relay (comma-separated)."
+    )
+    kafka_properties: Mapping[str, str] = field(default_factory=dict)
+
+
+def _parse_float(raw: str) -> float:
+    value = float(raw)
+    if not value >= 0 or value == float("inf"):
+        raise ValueError("must be a finite number >= 0")
+    return value
+
+
+def _parse_positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise ValueError("must be a whole number > 0")
+    return value
+
+
+def _parse_port(raw: str) -> int:
+    value = int(raw)
+    if not 0 <= value <= 65535:
+        raise ValueError("must be a port number 0..65535")
+    return value
+
+
+def _parse_list(raw: str) -> tuple[str, ...]:
+    items = tuple(part.strip() for part in raw.split(",") if part.strip())
+    if not items:
+        raise ValueError("must list at least one name")
+    return items
+
+
+def _parse_choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(raw: str) -> str:
+        value = raw.strip()
+        if value.upper() in choices:
+            return value.upper()
+        if value.lower() in choices:
+            return value.lower()
+        raise ValueError(f"must be one of {', '.join(choices)}")
+
+    return parse
+
+
+def _parse_roles(raw: str) -> tuple[str, ...]:
+    roles = _parse_list(raw.replace("all", ",".join(_ROLES)))
+    unknown = [r for r in roles if r not in _ROLES]
+    if unknown:
+        raise ValueError(f"unknown role(s) {', '.join(unknown)}; use {', '.join(_ROLES)} or all")
+    return tuple(dict.fromkeys(roles))
+
+
+def _parse_database_url(raw: str) -> str:
+    try:
+        url = sa.make_url(raw)
+    except sa.exc.ArgumentError as exc:
+        raise ValueError("is not a database URL (postgresql+psycopg://user@host/db)") from exc
+    if url.get_backend_name() != "postgresql":
+        raise ValueError("must be a postgresql URL")
+    return url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False)
+
+
+_PARSERS: dict[str, Callable[[str], Any]] = {
+    "database_url": _parse_database_url,
+    "input_topics": _parse_list,
+    "quiet_window_seconds": _parse_float,
+    "max_wait_seconds": _parse_float,
+    "consume_batch_size": _parse_positive_int,
+    "evaluation_batch_size": _parse_positive_int,
+    "relay_batch_size": _parse_positive_int,
+    "lease_seconds": _parse_float,
+    "idle_sleep_seconds": _parse_float,
+    "shutdown_timeout_seconds": _parse_float,
+    "max_backoff_seconds": _parse_float,
+    "metrics_port": _parse_port,
+    "log_level": _parse_choice(_LOG_LEVELS),
+    "log_format": _parse_choice(_LOG_FORMATS),
+    "roles": _parse_roles,
+}
+
+
+def kafka_passthrough(environ: Mapping[str, str]) -> dict[str, str]:
+    """librdkafka properties given as CERT_CONSUMER_KAFKA_<NAME> variables."""
+    props: dict[str, str] = {}
+    for name, value in environ.items():
+        if name.startswith(KAFKA_PREFIX):
+            suffix = name[len(KAFKA_PREFIX) :]
+            if suffix and suffix not in _RESERVED_KAFKA_NAMES:
+                props[suffix.lower().replace("_", ".")] = value
+    return props
+
+
+def load_settings(
+    environ: Mapping[str, str], *, require_database: bool = True, **overrides: Any
+) -> Settings:
+    """Build Settings from ``environ`` (and explicit overrides, e.g. CLI flags); report all
+    problems together so an operator fixes them in one round."""
+    values: dict[str, Any] = {}
+    problems: list[str] = []
+    for spec in fields(Settings):
+        env = spec.metadata.get("env")
+        if env is None or PREFIX + env not in environ:
+            continue
+        raw = environ[PREFIX + env]
+        parse = _PARSERS.get(spec.name, str.strip)
+        try:
+            values[spec.name] = parse(raw)
+        except ValueError as exc:
+            shown = "<hidden>" if spec.name == "database_url" else repr(raw)
+            problems.append(f"{PREFIX}{env}={shown}: {exc}")
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    values["kafka_properties"] = kafka_passthrough(environ)
+    settings = Settings(**values)
+    problems.extend(_cross_checks(settings, require_database=require_database))
+    if problems:
+        raise ConfigError(problems)
+    return settings
+
+
+def _cross_checks(settings: Settings, *, require_database: bool) -> list[str]:
+    problems = []
+    if require_database and not settings.database_url:
+        problems.append(f"{PREFIX}DATABASE_URL is required (postgresql+psycopg://user@host/db)")
+    if settings.max_wait_seconds < settings.quiet_window_seconds:
+        problems.append(
+            f"{PREFIX}MAX_WAIT_SECONDS ({settings.max_wait_seconds}) must be >= "
+            f"{PREFIX}QUIET_WINDOW_SECONDS ({settings.quiet_window_seconds})"
+        )
+    return problems
+
+
+def describe() -> list[tuple[str, str, str]]:
+    """(variable, default, meaning) of every setting, for the README and `--help`."""
+    rows = []
+    for spec in fields(Settings):
+        env = spec.metadata.get("env")
+        if env is None:
+            continue
+        default = spec.default
+        shown = ",".join(default) if isinstance(default, tuple) else str(default)
+        rows.append((PREFIX + env, shown, str(spec.metadata["doc"])))
+    return rows

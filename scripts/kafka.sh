@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# A single-node Apache Kafka 4.x broker (KRaft, combined broker+controller) for tests and local runs.
+#
+#   scripts/kafka.sh start   fetch the jars (cached), format storage, start, wait, print bootstrap
+#   scripts/kafka.sh stop    stop the broker started by `start` and delete its data
+#   scripts/kafka.sh status  print the bootstrap address if running, exit 1 otherwise
+#
+# Environment (all optional):
+#   KAFKA_PORT         broker port (default: a free port chosen at start)
+#   KAFKA_RUN_DIR      state folder: data, logs, pid, bootstrap (default: .cache/kafka-run)
+#   CERT_CONSUMER_CACHE  jar cache root (default: <repo>/.cache)
+#   KAFKA_START_TIMEOUT  seconds to wait for readiness (default: 120)
+#   PYTHON             a python with confluent-kafka, used for the metadata readiness probe
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+CACHE="${CERT_CONSUMER_CACHE:-$ROOT/.cache}"
+KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROOT/scripts/kafka/pom.xml")"
+JARS="$CACHE/kafka-jars-$KAFKA_VERSION"
+RUN="${KAFKA_RUN_DIR:-$CACHE/kafka-run}"
+TIMEOUT="${KAFKA_START_TIMEOUT:-120}"
+
+die() { echo "kafka.sh: $*" >&2; exit 1; }
+
+need_tools() {
+  command -v java >/dev/null 2>&1 || die "Java 17+ is required (no 'java' on PATH); install a JDK 17 and retry"
+  local major
+  major="$(java -XshowSettings:properties -version 2>&1 | sed -n 's/ *java.specification.version = //p')"
+  [[ "${major%%.*}" -ge 17 ]] 2>/dev/null || die "Java 17+ is required, found Java ${major:-unknown}"
+}
+
+fetch_jars() {
+  [[ -f "$JARS/.complete" ]] && return 0
+  command -v mvn >/dev/null 2>&1 || die "Maven is required to fetch the Kafka jars (no 'mvn' on PATH)"
+  echo "kafka.sh: fetching Kafka $KAFKA_VERSION jars from Maven Central into $JARS" >&2
+  rm -rf "$JARS.tmp"
+  mvn -q -B -f "$ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies \
+      -DoutputDirectory="$JARS.tmp" -DincludeScope=runtime >&2 \
+    || die "could not fetch the Kafka jars with Maven (see the output above)"
+  touch "$JARS.tmp/.complete"
+  rm -rf "$JARS" && mv "$JARS.tmp" "$JARS"
+}
+
+free_port() {
+  # Bind port 0 and report what the kernel chose; the tiny race is acceptable for tests.
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+port_in_use() {
+  python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try: s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError: sys.exit(0)
+sys.exit(1)' "$1"
+}
+
+jvm_args() {
+  # Heap as in Kafka's own scripts (KAFKA-19890 is why not lower).
+  JVM=(java -Xms1G -Xmx1G -XX:+UseG1GC -XX:MaxGCPauseMillis=20 -Djava.awt.headless=true
+       -Dlog4j2.configurationFile="$ROOT/scripts/kafka/log4j2.properties"
+       -Dkafka.log.file="$RUN/broker.log" -cp "$JARS/*")
+}
+
+write_config() {
+  local port="$1" cport="$2"
+  cat > "$RUN/server.properties" <<CONF
+process.roles=broker,controller
+node.id=1
+controller.quorum.bootstrap.servers=127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=PLAINTEXT
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+log.dirs=$RUN/data
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=false
+log.flush.interval.messages=1000000
+CONF
+}
+
+cluster_id() {
+  python3 -c 'import base64,uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))'
+}
+
+is_running() {
+  [[ -f "$RUN/pid" ]] && kill -0 "$(cat "$RUN/pid")" 2>/dev/null
+}
+
+probe_metadata() {
+  # A real metadata request, when a python with confluent-kafka is at hand.
+  local py="${PYTHON:-python3}"
+  "$py" -c 'import confluent_kafka' 2>/dev/null || return 0
+  "$py" -c 'import sys
+from confluent_kafka.admin import AdminClient
+md = AdminClient({"bootstrap.servers": sys.argv[1]}).list_topics(timeout=5)
+sys.exit(0 if md.brokers else 1)' "$1" 2>/dev/null
+}
+
+start() {
+  if is_running; then cat "$RUN/bootstrap"; return 0; fi
+  need_tools
+  fetch_jars
+  local port cport
+  if [[ -n "${KAFKA_PORT:-}" ]]; then
+    port="$KAFKA_PORT"
+    port_in_use "$port" && die "port $port (KAFKA_PORT) is already in use on 127.0.0.1; free it or choose another"
+  else
+    port="$(free_port)"
+  fi
+  cport="$(free_port)"
+  [[ "$cport" == "$port" ]] && cport="$(free_port)"
+  rm -rf "$RUN" && mkdir -p "$RUN/data"
+  write_config "$port" "$cport"
+  jvm_args
+  "${JVM[@]}" kafka.tools.StorageTool format --standalone -t "$(cluster_id)" \
+      -c "$RUN/server.properties" > "$RUN/format.log" 2>&1 \
+    || die "formatting KRaft storage failed: $(tail -n 3 "$RUN/format.log" | tr '\n' ' ')"
+  local started=$SECONDS
+  "${JVM[@]}" kafka.Kafka "$RUN/server.properties" > "$RUN/stdout.log" 2>&1 </dev/null &
+  echo $! > "$RUN/pid"
+  while true; do
+    if ! is_running; then
+      if grep -q "Address already in use" "$RUN/broker.log" "$RUN/stdout.log" 2>/dev/null; then
+        die "port $port or $cport is already in use on 127.0.0.1 (the broker could not bind)"
+      fi
+      die "the broker exited during start-up; last lines: $(tail -n 5 "$RUN/stdout.log" "$RUN/broker.log" 2>/dev/null | tr '\n' ' ')"
+    fi
+    if grep -q "Kafka Server started" "$RUN/broker.log" 2>/dev/null && probe_metadata "127.0.0.1:$port"; then
+      break
+    fi
+    if (( SECONDS - started > TIMEOUT )); then
+      stop_broker
+      die "the broker was not ready within ${TIMEOUT}s (see $RUN/broker.log)"
+    fi
+    sleep 0.3
+  done
+  echo "127.0.0.1:$port" > "$RUN/bootstrap"
+  echo "kafka.sh: broker ready at 127.0.0.1:$port in $((SECONDS - started))s" >&2
+  echo "127.0.0.1:$port"
+}
+
+stop_broker() {
+  if is_running; then
+    local pid; pid="$(cat "$RUN/pid")"
+    kill "$pid" 2>/dev/null || true
+    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
+    if kill -0 "$pid" 2>/dev/null; then
+      echo "kafka.sh: broker $pid did not stop in 30s, killing it" >&2
+      kill -9 "$pid" 2>/dev/null || true
+    fi
+  fi
+}
+
+stop() {
+  stop_broker
+  rm -rf "$RUN"
+}
+
+case "${1:-}" in
+  start) start ;;
+  stop) stop ;;
+  status) is_running && cat "$RUN/bootstrap" ;;
+  *) echo "usage: scripts/kafka.sh start|stop|status" >&2; exit 2 ;;
+esac
