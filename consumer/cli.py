@@ -47,6 +47,44 @@ def _db_upgrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate(args: argparse.Namespace) -> int:
+    import json  # noqa: PLC0415
+    from datetime import UTC, datetime  # noqa: PLC0415
+
+    import sqlalchemy as sa  # noqa: PLC0415
+
+    from consumer.evaluation import evaluate_keys  # noqa: PLC0415
+
+    settings = _settings(args)
+    key = (args.section_id, args.user_id)
+    engine = sa.create_engine(settings.database_url)
+    try:
+        with engine.begin() as conn:
+            result = evaluate_keys(conn, [key], now=datetime.now(UTC), apply=not args.dry_run)
+    finally:
+        engine.dispose()
+    decision = result.decisions[key]
+    print(
+        json.dumps(
+            {
+                "decision": decision.kind.value,
+                "reason": decision.reason.value if decision.reason else None,
+                "state": decision.state.value if decision.state else None,
+                "with_distinction": decision.with_distinction,
+                "applied": bool(result.transitions),
+            }
+        )
+    )
+    return 0
+
+
+def _positive_id(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be a positive id")
+    return value
+
+
 def _demo(args: argparse.Namespace) -> int:
     from consumer.demo import run_demo  # noqa: PLC0415
 
@@ -66,6 +104,13 @@ def build_parser() -> argparse.ArgumentParser:
     up = db_sub.add_parser("upgrade", help="create or migrate the cert_consumer schema")
     up.add_argument("--database-url", help="overrides CERT_CONSUMER_DATABASE_URL")
     up.set_defaults(handler=_db_upgrade)
+
+    evaluate = sub.add_parser("evaluate", help="evaluate one key against the database now")
+    evaluate.add_argument("--section-id", type=_positive_id, required=True)
+    evaluate.add_argument("--user-id", type=_positive_id, required=True)
+    evaluate.add_argument("--dry-run", action="store_true", help="decide but write nothing")
+    evaluate.add_argument("--database-url", help="overrides CERT_CONSUMER_DATABASE_URL")
+    evaluate.set_defaults(handler=_evaluate)
 
     demo = sub.add_parser("demo", help="run the whole pipeline embedded, no services needed")
     demo.add_argument("--keep", action="store_true", help="keep the database folder")

@@ -14,6 +14,10 @@ import structlog
 LogFormat = Literal["auto", "json", "console"]
 
 
+def _stderr_logger(*_args: object) -> structlog.PrintLogger:
+    return structlog.PrintLogger(file=sys.stderr)
+
+
 def configure(level: str = "INFO", fmt: LogFormat = "auto") -> None:
     """Route structlog (and stdlib logging) to stderr in the chosen format."""
     use_console = fmt == "console" or (fmt == "auto" and sys.stderr.isatty())
@@ -30,7 +34,9 @@ def configure(level: str = "INFO", fmt: LogFormat = "auto") -> None:
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(numeric),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
-        cache_logger_on_first_use=True,
+        # Resolve sys.stderr when a logger is made, not at configure time, so a redirected
+        # stream (tests, daemons) is honoured.
+        logger_factory=_stderr_logger,
+        cache_logger_on_first_use=False,
     )
     logging.basicConfig(level=max(numeric, logging.WARNING), stream=sys.stderr)

@@ -1,0 +1,379 @@
+"""Avro value bytes to records and back, in two framings told apart by their first bytes.
+
+    0x00 + 4-byte big-endian schema id       Confluent wire format, writer schema from a registry
+    0xC3 0x01 + 8-byte little-endian CRC-64  Avro single-object encoding, writer from the catalogue
+
+Every decoded record is resolved from its writer schema into the latest (reader) schema of its
+event type, so producers on older or newer versions all decode into one shape. Decoding raises
+nothing but :class:`CodecError` (poison: dead-letter it) or :class:`RegistryUnavailableError`
+(transient: the registry is down, retry). Encoding uses single-object framing, or Confluent
+framing with the registered id when a registry client is passed in.
+
+    PoisonError
+    └── CodecError
+        ├── UnknownFramingError      first bytes are neither framing
+        ├── TruncatedRecordError     shorter than its framing header
+        ├── UnknownSchemaError       fingerprint or schema id that resolves to no known schema
+        ├── IncompatibleSchemaError  writer schema that cannot resolve into the reader schema
+        ├── WrongEventTypeError      a valid record of another event type than expected
+        └── InvalidPayloadError      the Avro body does not decode (or leaves bytes over)
+    TransientError
+    └── RegistryUnavailableError     the registry did not answer
+    FatalError
+    └── EncodeError                  an output record does not fit its schema, or is unregistered
+
+Imports fastavro and the registry client type; knows nothing of Kafka messages or headers.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import json
+import struct
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from confluent_kafka.schema_registry import Schema as RegistrySchema
+from confluent_kafka.schema_registry import SchemaRegistryClient, SchemaRegistryError
+from fastavro import schemaless_reader, schemaless_writer
+from fastavro.read import SchemaResolutionError
+from fastavro.schema import SchemaParseException, parse_schema
+from fastavro.validation import ValidationError, validate
+
+from consumer.contracts import (
+    Catalogue,
+    EventType,
+    SchemaVersion,
+    crc64_avro,
+    resolution_problems,
+)
+from consumer.errors import FatalError, PoisonError, TransientError
+
+CONFLUENT_MAGIC = b"\x00"
+SINGLE_OBJECT_MAGIC = b"\xc3\x01"
+_CONFLUENT_HEADER = struct.Struct(">bI")
+_SINGLE_OBJECT_HEADER_SIZE = len(SINGLE_OBJECT_MAGIC) + 8
+_HTTP_NOT_FOUND = 404
+T = TypeVar("T")
+
+# What fastavro raises on bytes that do not match the writer schema: short reads, bad UTF-8,
+# enum indexes and union branches out of range, lengths that overflow, unparsable uuids, dates
+# out of range. Listed rather than caught as Exception so a bug in our own code still surfaces.
+_AVRO_BODY_ERRORS = (
+    EOFError,
+    ValueError,
+    IndexError,
+    KeyError,
+    OverflowError,
+    TypeError,
+    MemoryError,
+    SchemaResolutionError,
+)
+
+
+class Framing(enum.Enum):
+    """How the writer schema of a value is named."""
+
+    CONFLUENT = "confluent"
+    SINGLE_OBJECT = "single_object"
+
+
+class CodecError(PoisonError):
+    """A value that can never be decoded; ``framing`` is None when it could not be told."""
+
+    def __init__(self, message: str, *, framing: Framing | None = None) -> None:
+        super().__init__(message)
+        self.framing = framing
+
+
+class UnknownFramingError(CodecError):
+    """The first bytes are neither 0x00 nor 0xC3 0x01; ``prefix`` holds up to two of them."""
+
+    def __init__(self, prefix: bytes) -> None:
+        super().__init__(f"unknown framing, value starts with {prefix.hex() or 'nothing'}")
+        self.prefix = prefix
+
+
+class TruncatedRecordError(CodecError):
+    """The value is shorter than its framing's header (``length`` < ``needed`` bytes)."""
+
+    def __init__(self, framing: Framing | None, length: int, needed: int) -> None:
+        super().__init__(f"value of {length} bytes, header needs {needed}", framing=framing)
+        self.length = length
+        self.needed = needed
+
+
+class UnknownSchemaError(CodecError):
+    """The fingerprint or registry id names no schema of ours; ``reason`` says which part."""
+
+    def __init__(
+        self,
+        framing: Framing,
+        reason: str,
+        *,
+        fingerprint: bytes | None = None,
+        schema_id: int | None = None,
+    ) -> None:
+        named = f"fingerprint {fingerprint.hex()}" if fingerprint is not None else f"id {schema_id}"
+        super().__init__(f"unknown writer schema {named}: {reason}", framing=framing)
+        self.fingerprint = fingerprint
+        self.schema_id = schema_id
+        self.reason = reason
+
+
+class IncompatibleSchemaError(CodecError):
+    """The writer schema (registry ``schema_id``) cannot resolve into our reader schema."""
+
+    def __init__(self, schema_id: int, event_type: EventType, problems: tuple[str, ...]) -> None:
+        super().__init__(
+            f"writer schema id {schema_id} cannot be read as the latest {event_type.value}: "
+            + "; ".join(problems),
+            framing=Framing.CONFLUENT,
+        )
+        self.schema_id = schema_id
+        self.event_type = event_type
+        self.problems = problems
+
+
+class WrongEventTypeError(CodecError):
+    """A well-formed ``actual`` record where only ``expected`` belongs (e.g. on this topic)."""
+
+    def __init__(self, framing: Framing, expected: EventType, actual: EventType) -> None:
+        super().__init__(f"expected {expected.value}, got {actual.value}", framing=framing)
+        self.expected = expected
+        self.actual = actual
+
+
+class InvalidPayloadError(CodecError):
+    """The Avro body does not decode with its writer schema; ``reason`` is fastavro's words."""
+
+    def __init__(self, framing: Framing, event_type: EventType, reason: str) -> None:
+        super().__init__(f"invalid {event_type.value} payload: {reason}", framing=framing)
+        self.event_type = event_type
+        self.reason = reason
+
+
+class RegistryUnavailableError(TransientError):
+    """The schema registry failed to answer (``operation`` says what was asked); retry later."""
+
+    def __init__(self, operation: str, reason: str) -> None:
+        super().__init__(f"schema registry unavailable during {operation}: {reason}")
+        self.operation = operation
+        self.reason = reason
+
+
+class EncodeError(FatalError):
+    """An output record cannot be encoded: a bug or an unregistered schema, not bad input."""
+
+    def __init__(self, event_type: EventType, reason: str) -> None:
+        super().__init__(f"cannot encode {event_type.value}: {reason}")
+        self.event_type = event_type
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """A record in the latest shape of its event type.
+
+    ``writer_version`` is the catalogue version it was written with; None for a registry schema
+    that is compatible but not in our catalogue (a newer producer).
+    """
+
+    event_type: EventType
+    writer_version: int | None
+    framing: Framing
+    record: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class _Writer:
+    """What decoding needs about a writer schema; ``reader`` None means "same as writer"."""
+
+    event_type: EventType
+    version: int | None
+    schema: dict[str, Any]
+    reader: dict[str, Any] | None
+
+
+class Codec:
+    """Encodes and decodes the service's events; holds per-schema caches, no connections.
+
+    ``registry`` is an already-built client (the wiring module builds it from settings), or
+    None to run on the catalogue alone.
+    """
+
+    def __init__(self, catalogue: Catalogue, registry: SchemaRegistryClient | None = None) -> None:
+        self._catalogue = catalogue
+        self._registry = registry
+        self._by_fingerprint: dict[bytes, _Writer] = {}
+        self._by_schema_id: dict[int, _Writer] = {}
+        self._registered_ids: dict[tuple[str, int], int] = {}
+
+    @property
+    def catalogue(self) -> Catalogue:
+        """The schemas this codec reads into and writes with."""
+        return self._catalogue
+
+    def decode(self, value: bytes | None, *, expected: EventType | None = None) -> Decoded:
+        """Decode one value; ``expected`` rejects records of any other event type."""
+        data = value or b""
+        framing, writer, body_start = self._writer_of(data)
+        if expected is not None and writer.event_type is not expected:
+            raise WrongEventTypeError(framing, expected, writer.event_type)
+        buffer = io.BytesIO(data)
+        buffer.seek(body_start)
+        try:
+            record = schemaless_reader(buffer, writer.schema, writer.reader)
+        except _AVRO_BODY_ERRORS as exc:
+            raise InvalidPayloadError(framing, writer.event_type, _describe(exc)) from exc
+        left_over = len(data) - buffer.tell()
+        if left_over or not isinstance(record, dict):
+            reason = f"{left_over} bytes left over after the record"
+            raise InvalidPayloadError(framing, writer.event_type, reason)
+        return Decoded(writer.event_type, writer.version, framing, record)
+
+    def encode(
+        self, event_type: EventType, record: Mapping[str, Any], *, topic: str | None = None
+    ) -> bytes:
+        """Encode with the latest schema; Confluent framing under ``<topic>-value`` if a
+        registry is configured (the schema must already be registered), else single-object.
+        """
+        latest = self._catalogue.latest(event_type)
+        try:
+            validate(record, latest.schema, raise_errors=True)
+        except ValidationError as exc:
+            raise EncodeError(event_type, _describe(exc)) from exc
+        buffer = io.BytesIO()
+        buffer.write(self._header_for(latest, topic or event_type.default_topic))
+        schemaless_writer(buffer, latest.schema, dict(record))
+        return buffer.getvalue()
+
+    def _header_for(self, latest: SchemaVersion, topic: str) -> bytes:
+        if self._registry is None:
+            return SINGLE_OBJECT_MAGIC + latest.fingerprint
+        return _CONFLUENT_HEADER.pack(0, self._registered_id(self._registry, latest, topic))
+
+    def _registered_id(
+        self, registry: SchemaRegistryClient, latest: SchemaVersion, topic: str
+    ) -> int:
+        """The id of ``latest`` under ``<topic>-value``; producers never register on the fly."""
+        subject = f"{topic}-value"
+        key = (subject, latest.version)
+        if key not in self._registered_ids:
+            schema = RegistrySchema(latest.path.read_text(encoding="utf-8"), "AVRO")
+            try:
+                found = call_registry("lookup", lambda: registry.lookup_schema(subject, schema))
+            except SchemaRegistryError as exc:
+                reason = f"{latest.path.name} is not registered under {subject}: {exc}"
+                raise EncodeError(latest.event_type, reason) from exc
+            if found.schema_id is None:
+                raise EncodeError(latest.event_type, f"registry returned no id for {subject}")
+            self._registered_ids[key] = found.schema_id
+        return self._registered_ids[key]
+
+    def _writer_of(self, data: bytes) -> tuple[Framing, _Writer, int]:
+        if data[:1] == CONFLUENT_MAGIC:
+            if len(data) < _CONFLUENT_HEADER.size:
+                raise TruncatedRecordError(Framing.CONFLUENT, len(data), _CONFLUENT_HEADER.size)
+            _, schema_id = _CONFLUENT_HEADER.unpack_from(data)
+            return Framing.CONFLUENT, self._writer_by_id(schema_id), _CONFLUENT_HEADER.size
+        if data[:2] == SINGLE_OBJECT_MAGIC:
+            if len(data) < _SINGLE_OBJECT_HEADER_SIZE:
+                size = _SINGLE_OBJECT_HEADER_SIZE
+                raise TruncatedRecordError(Framing.SINGLE_OBJECT, len(data), size)
+            fingerprint = data[2:_SINGLE_OBJECT_HEADER_SIZE]
+            return (
+                Framing.SINGLE_OBJECT,
+                self._writer_by_fingerprint(fingerprint),
+                _SINGLE_OBJECT_HEADER_SIZE,
+            )
+        if data in (b"", SINGLE_OBJECT_MAGIC[:1]):
+            raise TruncatedRecordError(None, len(data), _CONFLUENT_HEADER.size)
+        raise UnknownFramingError(data[:2])
+
+    def _writer_by_fingerprint(self, fingerprint: bytes) -> _Writer:
+        writer = self._by_fingerprint.get(fingerprint)
+        if writer is None:
+            version = self._catalogue.by_fingerprint(fingerprint)
+            if version is None:
+                raise UnknownSchemaError(
+                    Framing.SINGLE_OBJECT, "not in the catalogue", fingerprint=fingerprint
+                )
+            writer = self._writer_for(version.event_type, version.version, version.schema)
+            self._by_fingerprint[fingerprint] = writer
+        return writer
+
+    def _writer_by_id(self, schema_id: int) -> _Writer:
+        writer = self._by_schema_id.get(schema_id)
+        if writer is None:
+            writer = self._fetch_writer(schema_id)
+            self._by_schema_id[schema_id] = writer
+        return writer
+
+    def _fetch_writer(self, schema_id: int) -> _Writer:
+        """Fetch, parse and place a registry schema; every failure but an outage is poison."""
+        registry = self._registry
+        if registry is None:
+            raise UnknownSchemaError(
+                Framing.CONFLUENT, "no schema registry configured", schema_id=schema_id
+            )
+        try:
+            fetched = call_registry("get_schema", lambda: registry.get_schema(schema_id))
+        except SchemaRegistryError as exc:
+            if exc.http_status_code != _HTTP_NOT_FOUND:
+                raise RegistryUnavailableError("get_schema", str(exc)) from exc
+            raise UnknownSchemaError(
+                Framing.CONFLUENT, "not in the registry", schema_id=schema_id
+            ) from exc
+        schema = _parse_registry_schema(fetched, schema_id)
+        event_type = self._catalogue.by_full_name(str(schema.get("name")))
+        if event_type is None:
+            reason = f"record {schema.get('name')} is not one of our event types"
+            raise UnknownSchemaError(Framing.CONFLUENT, reason, schema_id=schema_id)
+        known = self._catalogue.by_fingerprint(crc64_avro(schema))
+        reader = self._catalogue.latest(event_type).schema
+        problems = resolution_problems(schema, reader)
+        if problems:
+            raise IncompatibleSchemaError(schema_id, event_type, problems)
+        return self._writer_for(event_type, known.version if known else None, schema)
+
+    def _writer_for(
+        self, event_type: EventType, version: int | None, schema: dict[str, Any]
+    ) -> _Writer:
+        latest = self._catalogue.latest(event_type)
+        same = version == latest.version
+        return _Writer(event_type, version, schema, None if same else latest.schema)
+
+
+def call_registry(operation: str, request: Callable[[], T]) -> T:
+    """Run one registry request; an HTTP error answer passes through, anything else is an outage.
+
+    The client surfaces transport failures as exceptions of its HTTP library, which is not ours
+    to import, so this adapter boundary is where they are classified as transient.
+    """
+    try:
+        return request()
+    except SchemaRegistryError:
+        raise
+    except Exception as exc:
+        raise RegistryUnavailableError(operation, _describe(exc)) from exc
+
+
+def _parse_registry_schema(fetched: RegistrySchema, schema_id: int) -> dict[str, Any]:
+    if fetched.schema_type not in (None, "AVRO"):
+        reason = f"schema type {fetched.schema_type} is not AVRO"
+        raise UnknownSchemaError(Framing.CONFLUENT, reason, schema_id=schema_id)
+    try:
+        parsed = parse_schema(json.loads(fetched.schema_str or "null"))
+    except (ValueError, TypeError, SchemaParseException) as exc:
+        reason = f"unparsable schema: {_describe(exc)}"
+        raise UnknownSchemaError(Framing.CONFLUENT, reason, schema_id=schema_id) from exc
+    if not isinstance(parsed, dict) or parsed.get("type") != "record":
+        raise UnknownSchemaError(Framing.CONFLUENT, "not a record schema", schema_id=schema_id)
+    return parsed
+
+
+def _describe(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {exc}"[:500]

@@ -1,0 +1,56 @@
+"""One evaluation pass over a batch of keys: load facts, decide, write transitions.
+
+The shared path of the evaluator loop, the ``evaluate`` CLI and the benchmarks, so a key is
+decided the same way wherever it comes from. Runs in the caller's transaction; the clock and
+the guid source are passed in.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import datetime
+
+import sqlalchemy as sa
+import structlog
+
+from consumer import rules
+from consumer.facts import Key, load_facts
+from consumer.transitions import Transition, apply_decisions
+
+log = structlog.get_logger("consumer.evaluation")
+
+
+@dataclass(frozen=True)
+class EvaluationResult:
+    decisions: dict[Key, rules.Decision]
+    transitions: list[Transition]
+
+
+def decide_keys(
+    conn: sa.Connection, keys: Iterable[Key]
+) -> tuple[dict[Key, rules.Facts], dict[Key, rules.Decision]]:
+    facts = load_facts(conn, keys)
+    decisions = {key: rules.decide(f) for key, f in facts.items()}
+    for (section_id, user_id), decision in decisions.items():
+        if decision.reason is rules.Reason.DUPLICATE_CERTIFICATES:
+            # Torus crashes here; we refuse the section loudly instead and keep going.
+            log.error("duplicate_certificates", section_id=section_id, user_id=user_id)
+    return facts, decisions
+
+
+def evaluate_keys(
+    conn: sa.Connection,
+    keys: Iterable[Key],
+    *,
+    now: datetime,
+    apply: bool = True,
+    new_guid: Callable[[], uuid.UUID] = uuid.uuid4,
+) -> EvaluationResult:
+    """Decide every key; when ``apply``, write the transitions and their outbox events."""
+    facts, decisions = decide_keys(conn, keys)
+    transitions = (
+        apply_decisions(conn, facts, decisions, now=now, new_guid=new_guid) if apply else []
+    )
+    return EvaluationResult(decisions, transitions)
