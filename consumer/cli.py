@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from consumer import logs
+from consumer import cli_schemas, logs
 from consumer.config import Settings, load_settings
 from consumer.errors import CertConsumerError, ConfigError, FatalError
 
@@ -111,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--dry-run", action="store_true", help="decide but write nothing")
     evaluate.add_argument("--database-url", help="overrides CERT_CONSUMER_DATABASE_URL")
     evaluate.set_defaults(handler=_evaluate)
+
+    cli_schemas.add_commands(sub)
 
     demo = sub.add_parser("demo", help="run the whole pipeline embedded, no services needed")
     demo.add_argument("--keep", action="store_true", help="keep the database folder")

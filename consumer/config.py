@@ -15,6 +15,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from consumer.contracts import EventType
 from consumer.errors import ConfigError
 
 PREFIX = "CERT_CONSUMER_"
@@ -44,18 +45,20 @@ class Settings:
     input_topics: tuple[str, ...] = _setting(
         "INPUT_TOPICS",
         (
-            "torus.page-score-updated.v1",
-            "torus.post-created.v1",
-            "torus.certificate-settings-changed.v1",
+            EventType.PAGE_SCORE_UPDATED.default_topic,
+            EventType.POST_CREATED.default_topic,
+            EventType.CERTIFICATE_SETTINGS_CHANGED.default_topic,
         ),
         "Comma-separated activity topics to consume.",
     )
     granted_topic: str = _setting(
-        "GRANTED_TOPIC", "torus.certificate-granted.v1", "Topic of certificate-granted events."
+        "GRANTED_TOPIC",
+        EventType.CERTIFICATE_GRANTED.default_topic,
+        "Topic of certificate-granted events.",
     )
     approval_topic: str = _setting(
         "APPROVAL_TOPIC",
-        "torus.certificate-approval-requested.v1",
+        EventType.APPROVAL_REQUESTED.default_topic,
         "Topic of approval-requested events.",
     )
     dlq_topic: str = _setting(

@@ -75,10 +75,17 @@ class EventType(enum.StrEnum):
         return f"{CE_TYPE_PREFIX}{self.value}.v{version}"
 
 
+_EVENT_NAMES = frozenset(e.value for e in EventType)
+
+
+@functools.lru_cache(maxsize=256)
 def parse_ce_type(ce_type: str) -> tuple[EventType, int] | None:
-    """Split a ``ce_type`` into event type and version; None when it is not one of ours."""
+    """Split a ``ce_type`` into event type and version; None when it is not one of ours.
+
+    Cached: it runs once per consumed message, and the distinct values are few.
+    """
     match = _CE_TYPE.fullmatch(ce_type)
-    if match is None or match["name"] not in EventType.__members__.values():
+    if match is None or match["name"] not in _EVENT_NAMES:
         return None
     return EventType(match["name"]), int(match["version"])
 
@@ -176,7 +183,7 @@ def _load_catalogue(directory: Path) -> Catalogue:
 
 def _load_version(path: Path) -> SchemaVersion:
     match = _FILE_NAME.fullmatch(path.name)
-    if match is None or match["name"] not in EventType.__members__.values():
+    if match is None or match["name"] not in _EVENT_NAMES:
         raise ValueError("file name is not <event_type>.v<N>.avsc of a known event type")
     raw = json.loads(path.read_text(encoding="utf-8"))
     if not isinstance(raw, dict) or raw.get("type") != "record":
