@@ -78,6 +78,21 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from consumer.runtime import run_service  # noqa: PLC0415
+
+    settings = _settings(args)
+    if args.role:
+        settings = load_settings(
+            os.environ, database_url=settings.database_url, roles=_roles(args.role)
+        )
+    return run_service(settings)
+
+
+def _roles(role: str) -> tuple[str, ...]:
+    return ("ingest", "evaluate", "relay") if role == "all" else (role,)
+
+
 def _positive_id(raw: str) -> int:
     value = int(raw)
     if value <= 0:
@@ -104,6 +119,15 @@ def build_parser() -> argparse.ArgumentParser:
     up = db_sub.add_parser("upgrade", help="create or migrate the cert_consumer schema")
     up.add_argument("--database-url", help="overrides CERT_CONSUMER_DATABASE_URL")
     up.set_defaults(handler=_db_upgrade)
+
+    run = sub.add_parser("run", help="run the service loops until SIGTERM")
+    run.add_argument(
+        "--role",
+        choices=["all", "ingest", "evaluate", "relay"],
+        help="loops to run (default: CERT_CONSUMER_ROLES, else all)",
+    )
+    run.add_argument("--database-url", help="overrides CERT_CONSUMER_DATABASE_URL")
+    run.set_defaults(handler=_run)
 
     evaluate = sub.add_parser("evaluate", help="evaluate one key against the database now")
     evaluate.add_argument("--section-id", type=_positive_id, required=True)

@@ -1,0 +1,121 @@
+"""Every Prometheus metric of the service, defined in one place on a registry passed in.
+
+Names follow Prometheus conventions (units in names, counters end in ``_total``); labels are
+bounded (topic, partition, kind, outcome, error class), never ids of people or sections.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+_BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+
+
+@dataclass
+class Metrics:
+    """The service's metrics on their own registry (tests build one each)."""
+
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        r = self.registry
+        self.events_consumed = Counter(
+            "cert_consumer_events_consumed_total",
+            "Input records consumed, by topic.",
+            ["topic"],
+            registry=r,
+        )
+        self.decode_failures = Counter(
+            "cert_consumer_decode_failures_total",
+            "Input records that could not be decoded, by error class.",
+            ["error"],
+            registry=r,
+        )
+        self.dlq_records = Counter(
+            "cert_consumer_dlq_records_total",
+            "Records written to the dead-letter topic, by source topic.",
+            ["topic"],
+            registry=r,
+        )
+        self.consumer_lag = Gauge(
+            "cert_consumer_consumer_lag_messages",
+            "Log-end offset minus the consumer position, per assigned partition.",
+            ["topic", "partition"],
+            registry=r,
+        )
+        self.pending_keys = Gauge(
+            "cert_consumer_pending_evaluations",
+            "Keys waiting in the durable debounce.",
+            registry=r,
+        )
+        self.oldest_due_age = Gauge(
+            "cert_consumer_evaluation_lag_seconds",
+            "Age of the oldest due pending key (0 when none is due).",
+            registry=r,
+        )
+        self.evaluations = Counter(
+            "cert_consumer_evaluations_total",
+            "Keys evaluated, by decision kind.",
+            ["decision"],
+            registry=r,
+        )
+        self.no_change_reasons = Counter(
+            "cert_consumer_no_change_total",
+            "NO_CHANGE decisions, by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.transitions = Counter(
+            "cert_consumer_transitions_total",
+            "Effective transitions written, by kind and resulting state.",
+            ["kind", "state"],
+            registry=r,
+        )
+        self.triggers_per_evaluation = Histogram(
+            "cert_consumer_triggers_per_evaluation",
+            "How many triggers one evaluation covered (debounce effectiveness).",
+            buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000),
+            registry=r,
+        )
+        self.outbox_backlog = Gauge(
+            "cert_consumer_outbox_backlog_events",
+            "Outbox events not yet published.",
+            registry=r,
+        )
+        self.outbox_oldest_age = Gauge(
+            "cert_consumer_outbox_oldest_age_seconds",
+            "Age of the oldest unpublished outbox event.",
+            registry=r,
+        )
+        self.published = Counter(
+            "cert_consumer_events_published_total",
+            "Output events published and acknowledged, by event type.",
+            ["event_type"],
+            registry=r,
+        )
+        self.publish_failures = Counter(
+            "cert_consumer_relay_publish_failures_total",
+            "Output events whose delivery failed (they are retried).",
+            registry=r,
+        )
+        self.db_failures = Counter(
+            "cert_consumer_database_failures_total",
+            "Database operations that failed and were retried, by loop.",
+            ["loop"],
+            registry=r,
+        )
+        self.batch_seconds = Histogram(
+            "cert_consumer_batch_duration_seconds",
+            "Time to process one batch, by loop.",
+            ["loop"],
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )
+        self.evaluation_seconds = Histogram(
+            "cert_consumer_evaluation_duration_seconds",
+            "Time to load facts, decide and write one batch of keys.",
+            buckets=_BATCH_BUCKETS,
+            registry=r,
+        )

@@ -1,0 +1,196 @@
+"""The relay loop: publishes outbox events in order, then marks them published.
+
+One relay is active per database: it holds a session advisory lock on its own connection, and
+others wait for it. Rows are read in id order (per key, the order they were written), produced
+with an idempotent producer (acks=all), and marked published only up to the first one whose
+delivery failed, so per-key order holds; the rest are retried. A crash between produce and mark
+republishes the same events with the same ce_id (at-least-once, deduplicable downstream).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from confluent_kafka import KafkaError, Message, Producer
+
+from consumer.codec import Codec
+from consumer.config import Settings
+from consumer.contracts import EventType
+from consumer.envelope import build_output
+from consumer.metrics import Metrics
+from consumer.retry import Backoff, is_transient
+
+log = structlog.get_logger("consumer.relay")
+LOOP = "relay"
+RELAY_LOCK = 0x43455254_52454C41  # any constant unique to this service
+SOURCE = "urn:oli:torus:certificate-consumer"
+
+_UNPUBLISHED = sa.text(
+    """
+    SELECT id, event_type, payload, created_at FROM cert_consumer.outbox
+    WHERE published_at IS NULL ORDER BY id LIMIT :limit
+    """
+)
+_MARK = sa.text(
+    "UPDATE cert_consumer.outbox SET published_at = clock_timestamp() "
+    "WHERE id = ANY(CAST(:ids AS bigint[]))"
+)
+_BACKLOG = sa.text(
+    """
+    SELECT count(*) AS backlog,
+           coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0) AS oldest
+    FROM cert_consumer.outbox WHERE published_at IS NULL
+    """
+)
+
+
+def avro_record(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored JSON payload in the shape the Avro writer wants (datetimes, not strings)."""
+    record = dict(payload)
+    record["issued_at"] = datetime.fromisoformat(str(payload["issued_at"]))
+    return record
+
+
+class RelayLoop:
+    """Moves outbox rows to their topics."""
+
+    def __init__(
+        self,
+        *,
+        engine: sa.Engine,
+        producer: Producer,
+        codec: Codec,
+        settings: Settings,
+        metrics: Metrics,
+        stop: threading.Event,
+        beat: Callable[[], None],
+    ) -> None:
+        self._engine = engine
+        self._producer = producer
+        self._codec = codec
+        self._settings = settings
+        self._metrics = metrics
+        self._stop = stop
+        self._beat = beat
+        self._conn: sa.Connection | None = None
+        self._gauges_at = 0.0
+        self._topics = {
+            EventType.CERTIFICATE_GRANTED: settings.granted_topic,
+            EventType.APPROVAL_REQUESTED: settings.approval_topic,
+        }
+
+    def run(self) -> None:
+        backoff = Backoff(self._settings.max_backoff_seconds)
+        try:
+            while not self._stop.is_set():
+                try:
+                    worked = self._step_with_lock()
+                    backoff.reset()
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    self._drop_connection()
+                    self._metrics.db_failures.labels(LOOP).inc()
+                    delay = backoff.next_delay()
+                    log.warning("relay_retrying", error=str(exc).splitlines()[0], delay_s=delay)
+                    self._stop.wait(delay)
+                    continue
+                self._beat()
+                if not worked:
+                    self._stop.wait(self._settings.idle_sleep_seconds)
+        finally:
+            self._producer.flush(10)
+            self._drop_connection()
+            log.info("relay_stopped")
+
+    def _step_with_lock(self) -> bool:
+        if self._conn is None:
+            conn = self._engine.connect()
+            got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": RELAY_LOCK})
+            held = bool(got.scalar_one())
+            conn.commit()
+            if not held:
+                conn.close()
+                return False  # another relay is active; wait and try again
+            log.info("relay_lock_acquired")
+            self._conn = conn
+        return self.step(self._conn)
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.invalidate()  # the session lock goes with the session
+                self._conn.close()
+            except Exception as exc:  # closing a broken connection can fail; nothing to do
+                log.debug("relay_connection_close_failed", error=str(exc))
+            self._conn = None
+
+    def step(self, conn: sa.Connection) -> bool:
+        """Publish one batch; False when the outbox is empty."""
+        self._refresh_gauges(conn)
+        rows = list(conn.execute(_UNPUBLISHED, {"limit": self._settings.relay_batch_size}))
+        conn.commit()
+        if not rows:
+            return False
+        started = time.perf_counter()
+        published = self._publish(rows)
+        if published:
+            conn.execute(_MARK, {"ids": published})
+            conn.commit()
+        self._metrics.batch_seconds.labels(LOOP).observe(time.perf_counter() - started)
+        return True
+
+    def _publish(self, rows: list[sa.Row[Any]]) -> list[int]:
+        """Produce every row; return the ids delivered before the first failure."""
+        outcome: dict[int, KafkaError | None] = {}
+
+        def on_delivery(row_id: int) -> Callable[[KafkaError | None, Message], None]:
+            def record(err: KafkaError | None, _msg: Message) -> None:
+                outcome[row_id] = err
+
+            return record
+
+        for row in rows:
+            event_type = EventType(row.event_type)
+            message = build_output(
+                self._codec,
+                event_type,
+                avro_record(row.payload),
+                source=SOURCE,
+                time=row.created_at.astimezone(UTC),
+                topic=self._topics[event_type],
+            )
+            headers: list[tuple[str, str | bytes | None]] = list(message.headers)
+            self._producer.produce(
+                message.topic,
+                value=message.value,
+                key=message.key,
+                headers=headers,
+                on_delivery=on_delivery(row.id),
+            )
+        self._producer.flush(30)
+        delivered: list[int] = []
+        for row in rows:
+            err = outcome.get(row.id, KafkaError(KafkaError._MSG_TIMED_OUT))
+            if err is not None:
+                self._metrics.publish_failures.inc()
+                log.warning("publish_failed", outbox_id=row.id, error=str(err))
+                break
+            delivered.append(row.id)
+            self._metrics.published.labels(row.event_type).inc()
+        return delivered
+
+    def _refresh_gauges(self, conn: sa.Connection) -> None:
+        if time.monotonic() - self._gauges_at < 5.0:
+            return
+        self._gauges_at = time.monotonic()
+        row = conn.execute(_BACKLOG).one()
+        conn.commit()
+        self._metrics.outbox_backlog.set(row.backlog)
+        self._metrics.outbox_oldest_age.set(float(row.oldest))
