@@ -1,0 +1,237 @@
+"""Drives the real `cert-consumer run` process in end-to-end tests: its environment, topics,
+input records, output records and metrics."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from confluent_kafka import Consumer, Producer
+
+from consumer.codec import Codec
+from consumer.contracts import EventType, load_catalogue, locate_schemas_dir
+from consumer.envelope import build_headers, format_key
+from consumer.localdb import free_port
+from tests.support import wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Topics:
+    scores: str
+    posts: str
+    settings: str
+    granted: str
+    approval: str
+    dlq: str
+
+    @classmethod
+    def create(cls, new_topic: Callable[..., str], partitions: int = 1) -> Topics:
+        return cls(
+            scores=new_topic("scores", partitions),
+            posts=new_topic("posts", partitions),
+            settings=new_topic("settings", partitions),
+            granted=new_topic("granted"),
+            approval=new_topic("approval"),
+            dlq=new_topic("dlq"),
+        )
+
+
+def service_env(database_url: str, bootstrap: str, topics: Topics, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CERT_CONSUMER_")}
+    env |= {
+        "CERT_CONSUMER_DATABASE_URL": database_url,
+        "CERT_CONSUMER_KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+        "CERT_CONSUMER_GROUP_ID": f"g-{topics.scores}",
+        "CERT_CONSUMER_INPUT_TOPICS": f"{topics.scores},{topics.posts},{topics.settings}",
+        "CERT_CONSUMER_GRANTED_TOPIC": topics.granted,
+        "CERT_CONSUMER_APPROVAL_TOPIC": topics.approval,
+        "CERT_CONSUMER_DLQ_TOPIC": topics.dlq,
+        "CERT_CONSUMER_QUIET_WINDOW_SECONDS": "0.5",
+        "CERT_CONSUMER_MAX_WAIT_SECONDS": "5",
+        "CERT_CONSUMER_IDLE_SLEEP_SECONDS": "0.05",
+        "CERT_CONSUMER_MAX_BACKOFF_SECONDS": "1",
+        "CERT_CONSUMER_SHUTDOWN_TIMEOUT_SECONDS": "15",
+        "CERT_CONSUMER_LOG_FORMAT": "json",
+        "CERT_CONSUMER_METRICS_PORT": str(free_port()),
+        "CERT_CONSUMER_KAFKA_TOPIC_METADATA_REFRESH_INTERVAL_MS": "1000",
+    }
+    return env | extra
+
+
+@dataclass
+class ServiceProcess:
+    """One `cert-consumer run` child process."""
+
+    env: dict[str, str]
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+    _log: Any = field(default=None, repr=False)
+
+    def start(self) -> ServiceProcess:
+        self._log = self.log_path.open("ab")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "consumer.cli", "run"],
+            env=self.env,
+            cwd=REPO,
+            stdout=self._log,
+            stderr=subprocess.STDOUT,
+        )
+        wait_for(self.healthy, timeout=60, what="service /healthz")
+        return self
+
+    @property
+    def port(self) -> int:
+        return int(self.env["CERT_CONSUMER_METRICS_PORT"])
+
+    def healthy(self) -> bool:
+        assert self.proc is not None
+        if self.proc.poll() is not None:
+            raise AssertionError(f"service exited with {self.proc.returncode}:\n{self.logs()}")
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/healthz", timeout=2):
+                return True
+        except OSError:
+            return False
+
+    def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
+        """A sample from /metrics (0 when absent)."""
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        wanted = name + (
+            "{" + ",".join(f'{k}="{v}"' for k, v in sorted((labels or {}).items())) + "}"
+            if labels
+            else ""
+        )
+        total = 0.0
+        for line in text.splitlines():
+            if line.startswith(wanted + " ") or (not labels and line.startswith(name + "{")):
+                total += float(line.rsplit(" ", 1)[1])
+        return total
+
+    def terminate(self, timeout: float = 30) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGTERM)
+        return self.proc.wait(timeout)
+
+    def kill(self) -> None:
+        assert self.proc is not None
+        self.proc.kill()
+        self.proc.wait(30)
+
+    def logs(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def close(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(30)
+        if self._log is not None:
+            self._log.close()
+
+
+def codec() -> Codec:
+    return Codec(load_catalogue(locate_schemas_dir(os.environ)))
+
+
+class ActivityProducer:
+    """Produces input events the way a Torus-side producer would."""
+
+    def __init__(self, bootstrap: str, topics: Topics) -> None:
+        self.topics = topics
+        self.codec = codec()
+        self.producer = Producer({"bootstrap.servers": bootstrap, "enable.idempotence": True})
+
+    def _send(self, topic: str, event: EventType, record: dict[str, Any], key: bytes) -> None:
+        headers = build_headers(
+            event_id=f"in-{topic}-{id(record)}",
+            ce_type=self.codec.catalogue.latest(event).ce_type,
+            source="urn:test",
+            time=datetime.now(UTC),
+        )
+        self.producer.produce(topic, self.codec.encode(event, record), key, headers=headers)
+
+    def score(self, section_id: int, user_id: int, resource_id: int = 101) -> None:
+        record = {
+            "section_id": section_id,
+            "user_id": user_id,
+            "resource_id": resource_id,
+            "score": 1.0,
+            "out_of": 1.0,
+            "cause": "GRADED_FINALIZE",
+            "occurred_at": datetime.now(UTC),
+        }
+        self._send(
+            self.topics.scores,
+            EventType.PAGE_SCORE_UPDATED,
+            record,
+            format_key(section_id, user_id),
+        )
+
+    def settings_changed(self, section_id: int) -> None:
+        record = {"section_id": section_id, "occurred_at": datetime.now(UTC)}
+        self._send(
+            self.topics.settings,
+            EventType.CERTIFICATE_SETTINGS_CHANGED,
+            record,
+            format_key(section_id, None),
+        )
+
+    def raw(self, topic: str, value: bytes, key: bytes = b"1:1") -> None:
+        self.producer.produce(topic, value, key)
+
+    def flush(self) -> None:
+        assert self.producer.flush(30) == 0
+
+
+class OutputReader:
+    """Reads everything on output topics from the beginning, decoding values."""
+
+    def __init__(self, bootstrap: str, *topics: str) -> None:
+        self.codec = codec()
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap,
+                "group.id": f"reader-{topics[0]}",
+                "auto.offset.reset": "earliest",
+                "enable.auto.commit": False,
+            }
+        )
+        self.consumer.subscribe(list(topics))
+        self.records: list[tuple[str, dict[str, Any], dict[str, bytes]]] = []
+
+    def read_until(
+        self, count: int, timeout: float = 60
+    ) -> list[tuple[str, dict[str, Any], dict[str, bytes]]]:
+        def enough() -> bool:
+            for msg in self.consumer.consume(100, timeout=0.2):
+                assert msg.error() is None, msg.error()
+                headers = dict(msg.headers() or [])
+                self.records.append((msg.topic(), self.codec.decode(msg.value()).record, headers))
+            return len(self.records) >= count
+
+        wait_for(enough, timeout=timeout, what=f"{count} output records")
+        return self.records
+
+    def settle(self, seconds: float = 2.0) -> list[tuple[str, dict[str, Any], dict[str, bytes]]]:
+        """Read whatever else arrives in the next few seconds (to prove nothing more came)."""
+        import time
+
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            for msg in self.consumer.consume(100, timeout=0.2):
+                headers = dict(msg.headers() or [])
+                self.records.append((msg.topic(), self.codec.decode(msg.value()).record, headers))
+        return self.records
+
+    def close(self) -> None:
+        self.consumer.close()
