@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from confluent_kafka import Consumer, Producer
+from confluent_kafka import Consumer, Message, Producer
 
 from consumer.codec import Codec
 from consumer.contracts import EventType, load_catalogue, locate_schemas_dir
@@ -193,6 +194,30 @@ class ActivityProducer:
         assert self.producer.flush(30) == 0
 
 
+def read_raw(bootstrap: str, topic: str, count: int, timeout: float = 60) -> list[Message]:
+    """The first ``count`` raw records of ``topic``."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": f"raw-{topic}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+        }
+    )
+    consumer.subscribe([topic])
+    found: list[Message] = []
+
+    def enough() -> bool:
+        found.extend(m for m in consumer.consume(10, timeout=0.2) if m.error() is None)
+        return len(found) >= count
+
+    try:
+        wait_for(enough, timeout=timeout, what=f"{count} records on {topic}")
+    finally:
+        consumer.close()
+    return found
+
+
 class OutputReader:
     """Reads everything on output topics from the beginning, decoding values."""
 
@@ -224,8 +249,6 @@ class OutputReader:
 
     def settle(self, seconds: float = 2.0) -> list[tuple[str, dict[str, Any], dict[str, bytes]]]:
         """Read whatever else arrives in the next few seconds (to prove nothing more came)."""
-        import time
-
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             for msg in self.consumer.consume(100, timeout=0.2):

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
+from confluent_kafka import Consumer, TopicPartition
 
 from consumer import seeding, torus
+from consumer.localdb import LocalPostgres
+from consumer.migrations import upgrade
 from consumer.own_schema import outbox, pending_evaluations
+from consumer.torus import create_torus_tables
 from tests.integration.service import (
     ActivityProducer,
     OutputReader,
     ServiceProcess,
     Topics,
+    read_raw,
     service_env,
 )
 from tests.support import wait_for
@@ -171,26 +177,7 @@ def test_poison_record_goes_to_the_dlq_and_good_ones_are_processed(
     activity.score(4, 42)
     activity.flush()
     outputs.read_until(2)
-    dlq = OutputReader.__new__(OutputReader)
-    from confluent_kafka import Consumer
-
-    consumer = Consumer(
-        {
-            "bootstrap.servers": kafka_bootstrap,
-            "group.id": "dlq-reader",
-            "auto.offset.reset": "earliest",
-        }
-    )
-    consumer.subscribe([topics.dlq])
-    dead: list = []
-    wait_for(
-        lambda: (
-            dead.extend(m for m in consumer.consume(10, timeout=0.2) if m.error() is None) or dead
-        ),
-        what="DLQ record",
-    )
-    consumer.close()
-    del dlq
+    dead = read_raw(kafka_bootstrap, topics.dlq, 1)
     (record,) = dead
     headers = dict(record.headers())
     assert record.value() == b"\xc3\x01garbage-that-is-no-avro"
@@ -201,3 +188,154 @@ def test_poison_record_goes_to_the_dlq_and_good_ones_are_processed(
     assert service.metric("cert_consumer_dlq_records_total") == 1
     assert {g.user_id for g in grants(engine)} == {41, 42}
     assert service.terminate() == 0
+
+
+def test_settings_change_re_evaluates_every_enrolled_learner(
+    engine, env, services, activity, outputs
+) -> None:
+    learners = [51, 52, 53, 54]
+    with engine.begin() as conn:
+        seed_section(conn, 5, learners)
+        seeding.add_users(conn, [{"id": 59, "name": "Suspended"}])
+        seeding.enroll(conn, 5, [59], status="suspended")
+        for u in [*learners, 59]:
+            pass_completion(conn, 5, u)
+    services(env)
+    activity.settings_changed(5)
+    activity.flush()
+    records = outputs.read_until(4)
+    assert sorted(r["student"]["user_id"] for _, r, _ in records) == learners
+    assert len(outputs.settle(1)) == 4
+
+
+def _seed_many(engine: sa.Engine, section_id: int, learners: list[int]) -> None:
+    with engine.begin() as conn:
+        seed_section(conn, section_id, learners)
+        for u in learners:
+            pass_completion(conn, section_id, u)
+
+
+def _all_published(engine: sa.Engine, expected: int) -> bool:
+    with engine.connect() as conn:
+        published = conn.execute(
+            sa.select(sa.func.count()).select_from(outbox).where(outbox.c.published_at.is_not(None))
+        ).scalar_one()
+    return published == expected and count(engine, pending_evaluations) == 0
+
+
+def _assert_one_event_per_grant(records: list, expected_users: set[int]) -> None:
+    by_id: dict[str, dict] = {}
+    for _, record, _ in records:
+        event_id = str(record["event_id"])
+        assert by_id.setdefault(event_id, record) == record, "same id, different content"
+    assert {r["student"]["user_id"] for r in by_id.values()} == expected_users
+    assert len(by_id) == len(expected_users)
+
+
+def test_two_consumers_one_killed_mid_stream_lose_nothing(
+    engine, env, services, activity, outputs, new_topic, database_url, kafka_bootstrap, topics
+) -> None:
+    learners = list(range(6001, 6301))
+    _seed_many(engine, 6, learners)
+    env["CERT_CONSUMER_LEASE_SECONDS"] = "3"
+    env["CERT_CONSUMER_CONSUME_BATCH_SIZE"] = "20"
+    env["CERT_CONSUMER_EVALUATION_BATCH_SIZE"] = "20"
+    first = services(env)
+    second = services(env | {"CERT_CONSUMER_METRICS_PORT": str(first.port + 1)})
+    for u in learners:
+        activity.score(6, u)
+    activity.flush()
+    wait_for(lambda: len(grants(engine)) > 0, what="first grants")
+    first.kill()
+    wait_for(lambda: _all_published(engine, len(learners)), timeout=120, what="all published")
+    _assert_one_event_per_grant(outputs.read_until(len(learners)), set(learners))
+    assert len(grants(engine)) == len(learners)
+    assert second.terminate() == 0
+
+
+def test_sigterm_under_load_exits_cleanly_and_a_restart_finishes(
+    engine, env, services, activity, outputs
+) -> None:
+    learners = list(range(7001, 7401))
+    _seed_many(engine, 7, learners)
+    env["CERT_CONSUMER_CONSUME_BATCH_SIZE"] = "50"
+    env["CERT_CONSUMER_EVALUATION_BATCH_SIZE"] = "20"
+    service = services(env)
+    for _ in range(3):
+        for u in learners:
+            activity.score(7, u)
+    activity.flush()
+    wait_for(lambda: len(grants(engine)) > 0, what="first grants")
+    stopping = time.monotonic()
+    assert service.terminate(timeout=30) == 0
+    assert time.monotonic() - stopping < 15 + 5
+    assert '"event": "service_stopped"' in service.logs()
+    services(env)
+    wait_for(lambda: _all_published(engine, len(learners)), timeout=120, what="all published")
+    _assert_one_event_per_grant(outputs.read_until(len(learners)), set(learners))
+
+
+@pytest.fixture
+def own_database(tmp_path: Path) -> Iterator[tuple[LocalPostgres, str]]:
+    """A PostgreSQL server of this test's own, so it can be stopped without harming others."""
+    server = LocalPostgres(tmp_path / "pg")
+    url = server.start()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        create_torus_tables(conn)
+    upgrade(engine)
+    engine.dispose()
+    try:
+        yield server, url
+    finally:
+        server.destroy()
+
+
+def _committed(bootstrap: str, group: str, topic: str, partitions: int) -> int:
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    try:
+        offsets = consumer.committed(
+            [TopicPartition(topic, p) for p in range(partitions)], timeout=10
+        )
+    finally:
+        consumer.close()
+    return sum(max(tp.offset, 0) for tp in offsets)
+
+
+def test_database_outage_pauses_and_resumes_without_loss(
+    own_database, kafka_bootstrap, topics, services, activity, outputs
+) -> None:
+    server, url = own_database
+    engine = sa.create_engine(url)
+    learners = list(range(8001, 8101))
+    _seed_many(engine, 8, learners)
+    env = service_env(url, kafka_bootstrap, topics)
+    group = env["CERT_CONSUMER_GROUP_ID"]
+    service = services(env)
+    for u in learners[:50]:
+        activity.score(8, u)
+    activity.flush()
+    wait_for(lambda: _all_published(engine, 50), timeout=60, what="first half published")
+    wait_for(
+        lambda: _committed(kafka_bootstrap, group, topics.scores, 2) == 50,
+        what="first half committed",
+    )
+    engine.dispose()
+
+    server.stop()
+    for u in learners[50:]:
+        activity.score(8, u)
+    activity.flush()
+    time.sleep(10)  # the outage itself is the scenario, not a synchronisation
+    assert _committed(kafka_bootstrap, group, topics.scores, 2) == 50
+    assert service.healthy()
+    server.start()
+
+    wait_for(lambda: _all_published(engine, 100), timeout=90, what="second half published")
+    wait_for(
+        lambda: _committed(kafka_bootstrap, group, topics.scores, 2) == 100, what="all committed"
+    )
+    _assert_one_event_per_grant(outputs.read_until(100), set(learners))
+    assert service.metric("cert_consumer_database_failures_total") > 0
+    assert service.terminate() == 0
+    engine.dispose()
