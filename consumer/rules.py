@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from decimal import (
     MAX_EMAX,
+    MAX_PREC,
     MIN_EMIN,
     Context,
     Decimal,
@@ -224,20 +225,21 @@ def page_percentage_passes(score: PageScore | None, threshold: Decimal) -> bool:
 
 
 def _exact_product(left: Decimal, right: Decimal) -> Decimal:
-    """Multiply without rounding: a product has at most as many digits as both factors together.
+    """Multiply without rounding.
 
-    The default context (28 digits) would round the exact decimals of float8 values, which can
-    carry far more digits; every rounding signal is trapped so an inexact result cannot pass
-    silently.
+    The default context (28 digits) could round; this one allows the largest precision
+    libmpdec has, which costs nothing for short numbers (the result is sized by its digits,
+    not by the limit), and traps every rounding signal so an inexact result cannot pass.
     """
-    digits = len(left.as_tuple().digits) + len(right.as_tuple().digits)
-    context = Context(
-        prec=digits,
-        Emax=MAX_EMAX,
-        Emin=MIN_EMIN,
-        traps=[InvalidOperation, Inexact, Rounded, Overflow, Underflow],
-    )
-    return context.multiply(left, right)
+    return _EXACT.multiply(left, right)
+
+
+_EXACT = Context(
+    prec=MAX_PREC,
+    Emax=MAX_EMAX,
+    Emin=MIN_EMIN,
+    traps=[InvalidOperation, Inexact, Rounded, Overflow, Underflow],
+)
 
 
 def _grant_for(
