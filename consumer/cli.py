@@ -100,11 +100,18 @@ def _positive_id(raw: str) -> int:
     return value
 
 
+def _learners(raw: str) -> int:
+    value = int(raw)
+    if not 1 <= value <= 5000:
+        raise argparse.ArgumentTypeError("must be between 1 and 5000")
+    return value
+
+
 def _demo(args: argparse.Namespace) -> int:
     from consumer.demo import run_demo  # noqa: PLC0415
 
     logs.configure("WARNING", "auto")
-    return run_demo(keep=args.keep)
+    return run_demo(keep=args.keep, learners=args.learners)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -140,6 +147,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="run the whole pipeline embedded, no services needed")
     demo.add_argument("--keep", action="store_true", help="keep the database folder")
+    demo.add_argument(
+        "--learners", type=_learners, default=40, help="learners in the course (default 40)"
+    )
     demo.set_defaults(handler=_demo)
     return parser
 

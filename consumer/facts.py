@@ -205,7 +205,7 @@ def _load_scores(conn: sa.Connection, keys: Sequence[Key]) -> dict[Key, dict[int
     found: dict[Key, dict[int, rules.PageScore]] = defaultdict(dict)
     # The hottest loop of an evaluation (one row per learner and page): plain tuples, fetched
     # at once, and repeated float values converted once.
-    for section_id, user_id, resource_id, score, out_of in conn.execute(query).tuples().all():
+    for section_id, user_id, resource_id, score, out_of in conn.execute(query).all():
         found[(section_id, user_id)][resource_id] = rules.PageScore(exact(score), exact(out_of))
     return found
 
