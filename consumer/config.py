@@ -95,6 +95,14 @@ class Settings:
     metrics_port: int = _setting(
         "METRICS_PORT", 9400, "Port of /metrics, /healthz and /readyz; 0 disables."
     )
+    health_deadline_seconds: float = _setting(
+        "HEALTH_DEADLINE_SECONDS",
+        60.0,
+        "/healthz fails when a loop has made no progress for this long.",
+    )
+    lag_interval_seconds: float = _setting(
+        "LAG_INTERVAL_SECONDS", 5.0, "How often consumer lag is refreshed from librdkafka."
+    )
     log_level: str = _setting("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR.")
     log_format: str = _setting("LOG_FORMAT", "auto", "json, console, or auto (console on a tty).")
     roles: tuple[str, ...] = _setting(
@@ -174,6 +182,8 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "shutdown_timeout_seconds": _parse_float,
     "max_backoff_seconds": _parse_float,
     "metrics_port": _parse_port,
+    "health_deadline_seconds": _parse_float,
+    "lag_interval_seconds": _parse_float,
     "log_level": _parse_choice(_LOG_LEVELS),
     "log_format": _parse_choice(_LOG_FORMATS),
     "roles": _parse_roles,

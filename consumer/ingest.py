@@ -10,6 +10,7 @@ partitions revoked during a retry are dropped from the batch (their new owner re
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -91,6 +92,22 @@ def next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
         tp = (str(msg.topic()), int(msg.partition() or 0))
         highest[tp] = max(highest.get(tp, -1), int(msg.offset() or 0))
     return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(highest.items())]
+
+
+def record_consumer_lag(metrics: Metrics, stats_json: str) -> None:
+    """Per assigned partition lag from librdkafka's statistics (log end - committed/position).
+
+    librdkafka reports -1 where it does not know yet; those partitions are left as they were.
+    """
+    try:
+        stats = json.loads(stats_json)
+    except ValueError:
+        return
+    for topic, data in stats.get("topics", {}).items():
+        for partition, pdata in data.get("partitions", {}).items():
+            lag = pdata.get("consumer_lag_stored", pdata.get("consumer_lag", -1))
+            if partition != "-1" and pdata.get("fetch_state") != "none" and lag >= 0:
+                metrics.consumer_lag.labels(topic, partition).set(lag)
 
 
 class IngestLoop:
@@ -231,6 +248,7 @@ class IngestLoop:
                 topic=msg.topic(),
                 partition=msg.partition(),
                 offset=msg.offset(),
+                key=(msg.key() or b"")[:64].decode("utf-8", "replace"),
                 error_class=type(item.error).__name__,
                 error=str(item.error)[:300],
             )

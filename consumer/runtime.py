@@ -29,13 +29,12 @@ from consumer.contracts import load_catalogue, locate_schemas_dir
 from consumer.errors import FatalError
 from consumer.evaluator import EvaluatorLoop
 from consumer.health import Heartbeats
-from consumer.ingest import IngestLoop
+from consumer.ingest import IngestLoop, record_consumer_lag
 from consumer.metrics import Metrics
 from consumer.migrations import pending_versions
 from consumer.relay import RelayLoop
 
 log = structlog.get_logger("consumer.runtime")
-HEARTBEAT_DEADLINE_SECONDS = 60.0
 
 
 @dataclass
@@ -87,7 +86,7 @@ class Service:
         self.settings = settings
         self.stop = stop or threading.Event()
         self.metrics = Metrics()
-        self.heartbeats = Heartbeats(HEARTBEAT_DEADLINE_SECONDS)
+        self.heartbeats = Heartbeats(settings.health_deadline_seconds)
         self.engine = sa.create_engine(
             settings.database_url,
             pool_pre_ping=True,
@@ -115,6 +114,9 @@ class Service:
         if role == "ingest":
             config = kafka_clients.consumer_config(self.settings)
             config["error_cb"] = _kafka_error_callback(self.stop, self.kafka_failures)
+            if self.settings.lag_interval_seconds > 0:
+                config["statistics.interval.ms"] = int(self.settings.lag_interval_seconds * 1000)
+                config["stats_cb"] = lambda stats: record_consumer_lag(self.metrics, stats)
             self.heartbeats.set_ready(role, False)
             return IngestLoop(
                 consumer=Consumer(config),
