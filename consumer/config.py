@@ -222,7 +222,10 @@ def load_settings(
     values.update({k: v for k, v in overrides.items() if v is not None})
     values["kafka_properties"] = kafka_passthrough(environ)
     settings = Settings(**values)
-    problems.extend(_cross_checks(settings, require_database=require_database))
+    database_given = bool(settings.database_url) or PREFIX + "DATABASE_URL" in environ
+    problems.extend(
+        _cross_checks(settings, require_database=require_database and not database_given)
+    )
     if problems:
         raise ConfigError(problems)
     return settings
@@ -230,7 +233,7 @@ def load_settings(
 
 def _cross_checks(settings: Settings, *, require_database: bool) -> list[str]:
     problems = []
-    if require_database and not settings.database_url:
+    if require_database:
         problems.append(f"{PREFIX}DATABASE_URL is required (postgresql+psycopg://user@host/db)")
     if settings.max_wait_seconds < settings.quiet_window_seconds:
         problems.append(
