@@ -20,18 +20,13 @@ JARS="$CACHE/kafka-jars-$KAFKA_VERSION"
 RUN="${KAFKA_RUN_DIR:-$CACHE/kafka-run}"
 TIMEOUT="${KAFKA_START_TIMEOUT:-120}"
 
-die() { echo "kafka.sh: $*" >&2; exit 1; }
-
-need_tools() {
-  command -v java >/dev/null 2>&1 || die "Java 17+ is required (no 'java' on PATH); install a JDK 17 and retry"
-  local major
-  major="$(java -XshowSettings:properties -version 2>&1 | sed -n 's/ *java.specification.version = //p')"
-  [[ "${major%%.*}" -ge 17 ]] 2>/dev/null || die "Java 17+ is required, found Java ${major:-unknown}"
-}
+NAME=kafka.sh
+# shellcheck source=scripts/lib/processes.sh
+source "$ROOT/scripts/lib/processes.sh"
 
 fetch_jars() {
   [[ -f "$JARS/.complete" ]] && return 0
-  command -v mvn >/dev/null 2>&1 || die "Maven is required to fetch the Kafka jars (no 'mvn' on PATH)"
+  need_maven "the Kafka jars"
   echo "kafka.sh: fetching Kafka $KAFKA_VERSION jars from Maven Central into $JARS" >&2
   rm -rf "$JARS.tmp"
   mvn -q -B -f "$ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies \
@@ -39,18 +34,6 @@ fetch_jars() {
     || die "could not fetch the Kafka jars with Maven (see the output above)"
   touch "$JARS.tmp/.complete"
   rm -rf "$JARS" && mv "$JARS.tmp" "$JARS"
-}
-
-free_port() {
-  # Bind port 0 and report what the kernel chose; the tiny race is acceptable for tests.
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-port_in_use() {
-  python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-try: s.bind(("127.0.0.1", int(sys.argv[1])))
-except OSError: sys.exit(0)
-sys.exit(1)' "$1"
 }
 
 jvm_args() {
@@ -88,10 +71,6 @@ cluster_id() {
   python3 -c 'import base64,uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))'
 }
 
-is_running() {
-  [[ -f "$RUN/pid" ]] && kill -0 "$(cat "$RUN/pid")" 2>/dev/null
-}
-
 probe_metadata() {
   # A real metadata request, when a python with confluent-kafka is at hand.
   local py="${PYTHON:-python3}"
@@ -104,7 +83,7 @@ sys.exit(0 if md.brokers else 1)' "$1" 2>/dev/null
 
 start() {
   if is_running; then cat "$RUN/bootstrap"; return 0; fi
-  need_tools
+  need_java
   fetch_jars
   local port cport
   if [[ -n "${KAFKA_PORT:-}" ]]; then
@@ -146,15 +125,7 @@ start() {
 }
 
 stop_broker() {
-  if is_running; then
-    local pid; pid="$(cat "$RUN/pid")"
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 150); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "kafka.sh: broker $pid did not stop in 30s, killing it" >&2
-      kill -9 "$pid" 2>/dev/null || true
-    fi
-  fi
+  stop_process 30
 }
 
 stop() {

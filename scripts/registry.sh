@@ -23,16 +23,18 @@ RUNNER="$APP/apicurio-registry-app-$VERSION-runner.jar"
 RUN="${REGISTRY_RUN_DIR:-$CACHE/registry-run}"
 TIMEOUT="${REGISTRY_START_TIMEOUT:-90}"
 
-die() { echo "registry.sh: $*" >&2; exit 1; }
+NAME=registry.sh
+# shellcheck source=scripts/lib/processes.sh
+source "$ROOT/scripts/lib/processes.sh"
 
 need_tools() {
-  command -v java >/dev/null 2>&1 || die "Java 17+ is required (no 'java' on PATH); install a JDK 17 and retry"
+  need_java
   command -v curl >/dev/null 2>&1 || die "curl is required for the readiness probe (no 'curl' on PATH)"
 }
 
 fetch_app() {
   [[ -f "$APP/.complete" ]] && return 0
-  command -v mvn >/dev/null 2>&1 || die "Maven is required to fetch Apicurio Registry (no 'mvn' on PATH)"
+  need_maven "Apicurio Registry"
   echo "registry.sh: fetching Apicurio Registry $VERSION from Maven Central into $APP" >&2
   rm -rf "$APP.tmp" && mkdir -p "$APP.tmp"
   # Run from the target folder: without a pom, the plugin writes its marker files under a
@@ -45,15 +47,6 @@ fetch_app() {
   [[ -f "$APP.tmp/$(basename "$RUNNER")" ]] || die "the download holds no $(basename "$RUNNER")"
   touch "$APP.tmp/.complete"
   rm -rf "$APP" && mv "$APP.tmp" "$APP"
-}
-
-free_port() {
-  # Bind port 0 and report what the kernel chose; the tiny race is acceptable for tests.
-  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
-}
-
-is_running() {
-  [[ -f "$RUN/pid" ]] && kill -0 "$(cat "$RUN/pid")" 2>/dev/null
 }
 
 start() {
@@ -88,15 +81,7 @@ start() {
 }
 
 stop_registry() {
-  if is_running; then
-    local pid; pid="$(cat "$RUN/pid")"
-    kill "$pid" 2>/dev/null || true
-    for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.2; done
-    if kill -0 "$pid" 2>/dev/null; then
-      echo "registry.sh: registry $pid did not stop in 20s, killing it" >&2
-      kill -9 "$pid" 2>/dev/null || true
-    fi
-  fi
+  stop_process 20
 }
 
 stop() {

@@ -1,0 +1,42 @@
+# Shared by scripts/kafka.sh and scripts/registry.sh: ports, pid files and stopping.
+# The sourcing script defines NAME (for messages) and RUN (its state folder) first.
+
+die() { echo "$NAME: $*" >&2; exit 1; }
+
+need_java() {
+  command -v java >/dev/null 2>&1 || die "Java 17+ is required (no 'java' on PATH); install a JDK 17 and retry"
+  local major
+  major="$(java -XshowSettings:properties -version 2>&1 | sed -n 's/ *java.specification.version = //p')"
+  [[ "${major%%.*}" -ge 17 ]] 2>/dev/null || die "Java 17+ is required, found Java ${major:-unknown}"
+}
+
+need_maven() {
+  command -v mvn >/dev/null 2>&1 || die "Maven is required to fetch $1 (no 'mvn' on PATH)"
+}
+
+free_port() {
+  # Bind port 0 and report what the kernel chose; the tiny race is acceptable for tests.
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+port_in_use() {
+  python3 -c 'import socket,sys; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+try: s.bind(("127.0.0.1", int(sys.argv[1])))
+except OSError: sys.exit(0)
+sys.exit(1)' "$1"
+}
+
+is_running() {
+  [[ -f "$RUN/pid" ]] && kill -0 "$(cat "$RUN/pid")" 2>/dev/null
+}
+
+stop_process() {
+  # SIGTERM, wait up to $1 seconds, then SIGKILL.
+  local seconds="$1"
+  is_running || return 0
+  local pid; pid="$(cat "$RUN/pid")"
+  kill "$pid" 2>/dev/null || true
+  for _ in $(seq 1 $((seconds * 5))); do kill -0 "$pid" 2>/dev/null || return 0; sleep 0.2; done
+  echo "$NAME: process $pid did not stop in ${seconds}s, killing it" >&2
+  kill -9 "$pid" 2>/dev/null || true
+}
