@@ -20,13 +20,13 @@ from types import FrameType
 
 import sqlalchemy as sa
 import structlog
-from confluent_kafka import Consumer, KafkaError, Producer
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from consumer import endpoints, kafka_clients
 from consumer.codec import Codec
 from consumer.config import Settings
 from consumer.contracts import load_catalogue, locate_schemas_dir
-from consumer.errors import FatalError
+from consumer.errors import ConfigError, FatalError
 from consumer.evaluator import EvaluatorLoop
 from consumer.health import Heartbeats
 from consumer.ingest import IngestLoop, record_consumer_lag
@@ -152,7 +152,12 @@ class Service:
         check_database(self.engine)
         codec = build_codec(self.settings)
         for role in self.settings.roles:
-            run = self._build(role, codec)
+            try:
+                run = self._build(role, codec)
+            except KafkaException as exc:
+                # librdkafka validates properties when a client is made: a typo in a
+                # pass-through property is a configuration error, reported as such.
+                raise ConfigError([f"librdkafka rejected the configuration: {exc}"]) from exc
             entry = LoopThread(role, threading.Thread(name=role, daemon=True))
             entry.thread = threading.Thread(
                 target=self._supervised, args=(entry, run), name=role, daemon=True

@@ -9,7 +9,9 @@ CERT_CONSUMER_TEST_DATABASE_URL (a server URL; the tests create and drop databas
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -28,12 +30,13 @@ TEMPLATE_DB = "cert_template"
 
 
 @pytest.fixture(scope="session")
-def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def kafka_bootstrap() -> Iterator[str]:
     given = os.environ.get("CERT_CONSUMER_TEST_KAFKA_BOOTSTRAP")
     if given:
         yield given
         return
-    run_dir = tmp_path_factory.mktemp("kafka")
+    # Not under pytest's basetemp: a concurrent pytest session prunes old basetemps.
+    run_dir = Path(tempfile.mkdtemp(prefix="cert-consumer-kafka-"))
     env = {**os.environ, "KAFKA_RUN_DIR": str(run_dir)}
     script = str(REPO / "scripts" / "kafka.sh")
     started = subprocess.run(
@@ -45,15 +48,19 @@ def kafka_bootstrap(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         yield started.stdout.strip()
     finally:
         subprocess.run([script, "stop"], env=env, check=False)
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
-def pg_server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def pg_server_url() -> Iterator[str]:
     given = os.environ.get("CERT_CONSUMER_TEST_DATABASE_URL")
     if given:
         yield given
         return
-    data_dir = Path(os.environ.get("CERT_CONSUMER_TEST_PG_DIR") or tmp_path_factory.mktemp("pg"))
+    data_dir = Path(
+        os.environ.get("CERT_CONSUMER_TEST_PG_DIR")
+        or tempfile.mkdtemp(prefix="cert-consumer-pg-")  # not under a prunable basetemp
+    )
     server = LocalPostgres(data_dir)
     try:
         yield server.start()

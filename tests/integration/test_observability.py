@@ -122,3 +122,32 @@ def test_bad_configuration_exits_2_with_one_line_per_problem(env, tmp_path) -> N
     problems = [line for line in result.stderr.splitlines() if line.startswith("  CERT_CONSUMER_")]
     assert len(problems) == 3, result.stderr
     assert "postgresql" not in result.stderr  # the database URL is never echoed
+
+
+def test_a_bad_librdkafka_property_is_a_configuration_error(env) -> None:
+    env = env | {"CERT_CONSUMER_KAFKA_SECURITY_PROTOCOL": "carrier-pigeon"}
+    result = subprocess.run(
+        [sys.executable, "-m", "consumer.cli", "run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "librdkafka rejected the configuration" in result.stderr
+    assert "security.protocol" in result.stderr
+
+
+def test_an_unmigrated_database_is_refused_with_a_clear_message(env, pg_server_url) -> None:
+    env = env | {"CERT_CONSUMER_DATABASE_URL": pg_server_url}  # the server's empty `postgres` db
+    result = subprocess.run(
+        [sys.executable, "-m", "consumer.cli", "run"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "run `cert-consumer db upgrade`" in result.stderr
