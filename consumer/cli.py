@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 
 import structlog
 
-from consumer import cli_schemas, logs
+from consumer import cli_ops, cli_schemas, logs
 from consumer.config import Settings, load_settings
 from consumer.errors import CertConsumerError, ConfigError, FatalError
 
@@ -144,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=_evaluate)
 
     cli_schemas.add_commands(sub)
+    cli_ops.add_commands(sub)
 
     demo = sub.add_parser("demo", help="run the whole pipeline embedded, no services needed")
     demo.add_argument("--keep", action="store_true", help="keep the database folder")

@@ -4,7 +4,8 @@ Every variable has the prefix ``CERT_CONSUMER_``. Each field below documents its
 default. ``load_settings`` reports every bad value at once in one ``ConfigError``; secrets are
 never echoed. Any librdkafka property passes through as ``CERT_CONSUMER_KAFKA_<NAME>`` with
 dots written as underscores (``CERT_CONSUMER_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` ->
-``security.protocol``); these apply to every Kafka client the service makes.
+``security.protocol``) and a literal underscore doubled (``CERT_CONSUMER_KAFKA_LOG__LEVEL`` ->
+``log_level``); these apply to every Kafka client the service makes.
 """
 
 from __future__ import annotations
@@ -197,7 +198,10 @@ def kafka_passthrough(environ: Mapping[str, str]) -> dict[str, str]:
         if name.startswith(KAFKA_PREFIX):
             suffix = name[len(KAFKA_PREFIX) :]
             if suffix and suffix not in _RESERVED_KAFKA_NAMES:
-                props[suffix.lower().replace("_", ".")] = value
+                # "__" stands for a literal underscore (log_level), "_" for a dot.
+                props[suffix.lower().replace("__", "\0").replace("_", ".").replace("\0", "_")] = (
+                    value
+                )
     return props
 
 

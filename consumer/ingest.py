@@ -306,6 +306,7 @@ class IngestLoop:
         self._commit_stored()
         try:
             self._dlq.flush(10)
+            self._dlq.close()
         finally:
             self._consumer.close()
             log.info("ingest_stopped")

@@ -106,6 +106,7 @@ class RelayLoop:
                     self._stop.wait(self._settings.idle_sleep_seconds)
         finally:
             self._producer.flush(10)
+            self._producer.close()
             self._drop_connection()
             log.info("relay_stopped")
 

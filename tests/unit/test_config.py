@@ -78,12 +78,14 @@ def test_librdkafka_properties_pass_through() -> None:
     env = {
         "CERT_CONSUMER_KAFKA_SECURITY_PROTOCOL": "SASL_SSL",
         "CERT_CONSUMER_KAFKA_SASL_MECHANISM": "SCRAM-SHA-512",
+        "CERT_CONSUMER_KAFKA_LOG__LEVEL": "3",
         "CERT_CONSUMER_KAFKA_BOOTSTRAP_SERVERS": "b:9092",
         "OTHER": "x",
     }
     assert kafka_passthrough(env) == {
         "security.protocol": "SASL_SSL",
         "sasl.mechanism": "SCRAM-SHA-512",
+        "log_level": "3",
     }
 
 

@@ -1,0 +1,329 @@
+"""``cert-consumer replay|lag|backfill``: the operator's commands.
+
+``add_commands`` adds them to the main parser; each stores its handler as ``args.handler``, a
+function of the parsed arguments returning the exit code: 0 ok, 1 failed (broker or database
+error, or ``backfill --wait`` timed out), 2 bad usage or refused (``replay --execute`` while the
+group has live members). The work itself is in ``consumer.offsets`` and ``consumer.backfill``;
+this module parses, loads settings, builds the clients and prints. It must not import the
+runtime loops; `consumer.cli` wires it in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
+from typing import Any, TextIO, TypeAlias
+
+import sqlalchemy as sa
+from confluent_kafka.admin import AdminClient
+
+from consumer import backfill, logs, offsets
+from consumer.config import Settings, load_settings
+from consumer.errors import ConfigError
+from consumer.kafka_clients import admin_config
+
+Handler = Callable[[argparse.Namespace], int]
+Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def add_commands(subparsers: Subparsers) -> None:
+    """Add ``replay``, ``lag`` and ``backfill`` to the CLI's sub-commands."""
+    _add_replay(subparsers)
+    _add_lag(subparsers)
+    _add_backfill(subparsers)
+
+
+def _add_replay(subparsers: Subparsers) -> None:
+    replay = subparsers.add_parser(
+        "replay", help="move a consumer group back (plan by default, --execute to commit)"
+    )
+    replay.add_argument("--group", required=True, help="the consumer group to move")
+    to = replay.add_mutually_exclusive_group(required=True)
+    to.add_argument(
+        "--to-datetime",
+        type=_timestamp_ms,
+        metavar="TIME",
+        help="ISO 8601 time (UTC unless it has an offset): first record at or after it",
+    )
+    to.add_argument(
+        "--to-offset",
+        metavar="TOPIC:P:O,...",
+        help="explicit offsets (P:O,... with a single --topic); only these partitions move",
+    )
+    to.add_argument("--to-earliest", action="store_true", help="everything still retained")
+    replay.add_argument(
+        "--topic",
+        action="append",
+        default=[],
+        help="topic to move (repeatable; default: CERT_CONSUMER_INPUT_TOPICS)",
+    )
+    replay.add_argument("--execute", action="store_true", help="commit the plan's offsets")
+    replay.add_argument("--json", action="store_true", help="print the plan as JSON")
+    _bootstrap_flag(replay)
+    replay.set_defaults(handler=run_replay)
+
+
+def _add_lag(subparsers: Subparsers) -> None:
+    lag = subparsers.add_parser("lag", help="committed offset, log-end offset and lag")
+    lag.add_argument("--group", default=None, help="default: CERT_CONSUMER_GROUP_ID")
+    lag.add_argument(
+        "--topic",
+        action="append",
+        default=[],
+        help="only these topics, including partitions never committed (repeatable)",
+    )
+    lag.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _bootstrap_flag(lag)
+    lag.set_defaults(handler=run_lag)
+
+
+def _add_backfill(subparsers: Subparsers) -> None:
+    fill = subparsers.add_parser("backfill", help="queue every enrolled learner for evaluation")
+    which = fill.add_mutually_exclusive_group(required=True)
+    which.add_argument("--section-id", type=_positive_int, help="one section")
+    which.add_argument("--all", action="store_true", help="every certificate-enabled section")
+    fill.add_argument("--dry-run", action="store_true", help="count the keys, write nothing")
+    fill.add_argument("--wait", action="store_true", help="wait until the keys are evaluated")
+    fill.add_argument("--wait-timeout", type=float, default=3600.0, metavar="SECONDS")
+    fill.add_argument("--poll-seconds", type=float, default=2.0, metavar="SECONDS")
+    fill.add_argument(
+        "--chunk-sections", type=_positive_int, default=backfill.DEFAULT_CHUNK_SECTIONS
+    )
+    fill.add_argument("--database-url", help="overrides CERT_CONSUMER_DATABASE_URL")
+    fill.set_defaults(handler=run_backfill)
+
+
+def run_replay(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Print the plan; with --execute commit it, unless the group has members (exit 2)."""
+    out = out or sys.stdout  # resolved per call: tests and callers redirect it
+    settings = _settings(args, require_database=False)
+    target = _target(args)
+    admin = AdminClient(admin_config(settings))
+    plan = offsets.build_replay_plan(
+        admin, args.group, target, args.topic or list(settings.input_topics)
+    )
+    if args.execute and plan.moves:
+        try:
+            offsets.execute_replay(admin, plan)
+        except offsets.GroupActiveError as exc:
+            print(f"cert-consumer: refusing to replay: {exc}", file=sys.stderr)
+            return 2
+    executed = bool(args.execute and plan.moves)
+    if args.json:
+        print(json.dumps(_plan_json(plan, executed)), file=out)
+        return 0
+    rows = [
+        [plan.group, m.topic, m.partition, _dash(m.committed), m.target, m.log_end, m.rereads]
+        for m in plan.moves
+    ]
+    headers = ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "NEW-OFFSET", "LOG-END-OFFSET"]
+    print(_table([*headers, "RE-READ"], rows), file=out)
+    totals = f"{len(plan.moves)} partition(s), {plan.rereads} record(s) to re-read"
+    if plan.skips:
+        totals += f", {plan.skips} record(s) skipped"
+    verdict = "committed" if executed else "dry run, nothing changed (add --execute)"
+    print(f"{totals}; {verdict}", file=out)
+    return 0
+
+
+def run_lag(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Per partition: committed offset, log-end offset, lag; then the totals."""
+    out = out or sys.stdout  # resolved per call: tests and callers redirect it
+    settings = _settings(args, require_database=False)
+    group = args.group or settings.group_id
+    report = offsets.measure_lag(AdminClient(admin_config(settings)), group, args.topic)
+    if args.json:
+        print(json.dumps(_lag_json(report)), file=out)
+        return 0
+    if not report.partitions:
+        print(f"group {group!r} has no committed offsets", file=out)
+        return 0
+    rows = [
+        [group, p.topic, p.partition, _dash(p.committed), p.log_end, _dash(p.lag)]
+        for p in report.partitions
+    ]
+    headers = ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"]
+    print(_table(headers, rows), file=out)
+    totals = f"total lag {report.total_lag} over {len(report.partitions)} partition(s)"
+    if report.uncommitted:
+        totals += f" ({report.uncommitted} never committed, lag unknown)"
+    print(totals, file=out)
+    return 0
+
+
+def run_backfill(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Queue the learners of one or all sections; optionally wait for their evaluation."""
+    out = out or sys.stdout  # resolved per call: tests and callers redirect it
+    settings = _settings(args, require_database=True, database_url=args.database_url)
+    engine = sa.create_engine(settings.database_url)
+    try:
+        return _backfill(engine, args, out)
+    except sa.exc.DBAPIError as exc:
+        print(f"cert-consumer: database error: {str(exc).splitlines()[0]}", file=sys.stderr)
+        return 1
+    finally:
+        engine.dispose()
+
+
+def _backfill(engine: sa.Engine, args: argparse.Namespace, out: TextIO) -> int:
+    with engine.connect() as conn:
+        section_ids = backfill.select_sections(conn, args.section_id)
+    if args.section_id is not None and not section_ids:
+        print(f"cert-consumer: no section {args.section_id}", file=sys.stderr)
+        return 1
+    with _bar("sections", len(section_ids)) as advance:
+        summary = backfill.run_backfill(
+            engine,
+            section_ids,
+            dry_run=args.dry_run,
+            chunk_sections=args.chunk_sections,
+            progress=lambda sections, _keys: advance(sections),
+        )
+    verb = "would enqueue" if summary.dry_run else "enqueued"
+    print(f"backfill: {summary.sections} section(s), {verb} {summary.keys} key(s)", file=out)
+    if not args.wait or summary.dry_run:
+        return 0
+    return _wait(engine, section_ids, summary, args, out)
+
+
+def _wait(
+    engine: sa.Engine,
+    section_ids: Sequence[int],
+    summary: backfill.BackfillSummary,
+    args: argparse.Namespace,
+    out: TextIO,
+) -> int:
+    with _bar("evaluated", summary.keys, absolute=True) as show:
+        outcome = backfill.wait_evaluated(
+            engine,
+            section_ids,
+            summary,
+            timeout=args.wait_timeout,
+            interval=args.poll_seconds,
+            report=lambda o: show(max(0, summary.keys - o.remaining)),
+        )
+    state = "all evaluated" if outcome.done else f"timed out, {outcome.remaining} still pending"
+    print(f"evaluation: {state}; transitions made: {outcome.transitions}", file=out)
+    return 0 if outcome.done else 1
+
+
+def _settings(args: argparse.Namespace, *, require_database: bool, **overrides: Any) -> Settings:
+    settings = load_settings(
+        os.environ,
+        require_database=require_database,
+        bootstrap_servers=getattr(args, "bootstrap_servers", None),
+        **overrides,
+    )
+    logs.configure(settings.log_level, settings.log_format)  # type: ignore[arg-type]
+    return settings
+
+
+def _target(args: argparse.Namespace) -> offsets.ReplayTarget:
+    if args.to_earliest:
+        return offsets.ToEarliest()
+    if args.to_datetime is not None:
+        return offsets.ToTimestamp(args.to_datetime)
+    default_topic = args.topic[0] if len(args.topic) == 1 else None
+    try:
+        return offsets.ToOffsets(parse_offsets(args.to_offset, default_topic))
+    except ValueError as exc:
+        raise ConfigError([f"--to-offset {exc}"]) from exc
+
+
+def parse_offsets(text: str, default_topic: str | None = None) -> dict[offsets.Partition, int]:
+    """``topic:P:O,...``, or ``P:O,...`` when one topic is implied (topic names have no ':')."""
+    found: dict[offsets.Partition, int] = {}
+    for item in (part.strip() for part in text.split(",")):
+        fields = item.rsplit(":", 2)
+        if len(fields) == 2 and default_topic:
+            fields.insert(0, default_topic)
+        try:
+            topic, partition, offset = fields[0], int(fields[1]), int(fields[2])
+        except (IndexError, ValueError):
+            raise ValueError(f"{item!r}: expected topic:partition:offset") from None
+        if not topic or partition < 0 or offset < 0:
+            raise ValueError(f"{item!r}: expected topic:partition:offset, all >= 0")
+        found[(topic, partition)] = offset
+    return found
+
+
+def _timestamp_ms(raw: str) -> int:
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected ISO 8601, e.g. 2026-05-01T12:00:00Z") from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return (moment - _EPOCH) // timedelta(milliseconds=1)
+
+
+def _positive_int(raw: str) -> int:
+    value = int(raw)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value
+
+
+def _bootstrap_flag(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--bootstrap-servers", default=None, help="overrides CERT_CONSUMER_KAFKA_BOOTSTRAP_SERVERS"
+    )
+
+
+@contextmanager
+def _bar(label: str, total: int, *, absolute: bool = False) -> Iterator[Callable[[int], None]]:
+    """A rich progress bar on a terminal, else nothing (Job logs get structlog lines).
+    Yields ``update(n)``: advance by n, or set to n when ``absolute``."""
+    try:
+        from rich.progress import Progress  # noqa: PLC0415  # optional: the embedded extra
+    except ImportError:
+        yield lambda n: None
+        return
+    if not sys.stderr.isatty():
+        yield lambda n: None
+        return
+    with Progress(transient=False) as progress:
+        task = progress.add_task(label, total=total)
+
+        def update(n: int) -> None:
+            if absolute:
+                progress.update(task, completed=n)
+            else:
+                progress.advance(task, n)
+
+        yield update
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
+    """Left-aligned columns, as kafka-consumer-groups prints them."""
+    cells = [list(headers), *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    return "\n".join(
+        "  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in cells
+    )
+
+
+def _dash(value: int | None) -> object:
+    return "-" if value is None else value
+
+
+def _plan_json(plan: offsets.ReplayPlan, executed: bool) -> dict[str, object]:
+    moves = [asdict(m) | {"rereads": m.rereads, "skips": m.skips} for m in plan.moves]
+    totals = {"rereads": plan.rereads, "skips": plan.skips}
+    return {"group": plan.group, "executed": executed, "partitions": moves} | totals
+
+
+def _lag_json(report: offsets.LagReport) -> dict[str, object]:
+    return {
+        "group": report.group,
+        "partitions": [asdict(p) | {"lag": p.lag} for p in report.partitions],
+        "total_lag": report.total_lag,
+        "uncommitted_partitions": report.uncommitted,
+    }
