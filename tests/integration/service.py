@@ -218,6 +218,9 @@ def read_raw(bootstrap: str, topic: str, count: int, timeout: float = 60) -> lis
     return found
 
 
+OutputRecord = tuple[str, dict[str, Any], dict[str, bytes]]
+
+
 class OutputReader:
     """Reads everything on output topics from the beginning, decoding values."""
 
@@ -232,28 +235,39 @@ class OutputReader:
             }
         )
         self.consumer.subscribe(list(topics))
-        self.records: list[tuple[str, dict[str, Any], dict[str, bytes]]] = []
+        self.records: list[OutputRecord] = []
 
-    def read_until(
-        self, count: int, timeout: float = 60
-    ) -> list[tuple[str, dict[str, Any], dict[str, bytes]]]:
+    def _drain(self) -> None:
+        for msg in self.consumer.consume(100, timeout=0.2):
+            assert msg.error() is None, msg.error()
+            headers = dict(msg.headers() or [])
+            self.records.append((msg.topic(), self.codec.decode(msg.value()).record, headers))
+
+    def read_until(self, count: int, timeout: float = 60) -> list[OutputRecord]:
+        """Read until ``count`` records arrived."""
+
         def enough() -> bool:
-            for msg in self.consumer.consume(100, timeout=0.2):
-                assert msg.error() is None, msg.error()
-                headers = dict(msg.headers() or [])
-                self.records.append((msg.topic(), self.codec.decode(msg.value()).record, headers))
+            self._drain()
             return len(self.records) >= count
 
         wait_for(enough, timeout=timeout, what=f"{count} output records")
         return self.records
 
-    def settle(self, seconds: float = 2.0) -> list[tuple[str, dict[str, Any], dict[str, bytes]]]:
+    def read_distinct(self, count: int, timeout: float = 60) -> list[OutputRecord]:
+        """Read until ``count`` distinct event ids arrived (re-published duplicates included)."""
+
+        def enough() -> bool:
+            self._drain()
+            return len({str(r["event_id"]) for _, r, _ in self.records}) >= count
+
+        wait_for(enough, timeout=timeout, what=f"{count} distinct output events")
+        return self.records
+
+    def settle(self, seconds: float = 2.0) -> list[OutputRecord]:
         """Read whatever else arrives in the next few seconds (to prove nothing more came)."""
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
-            for msg in self.consumer.consume(100, timeout=0.2):
-                headers = dict(msg.headers() or [])
-                self.records.append((msg.topic(), self.codec.decode(msg.value()).record, headers))
+            self._drain()
         return self.records
 
     def close(self) -> None:
