@@ -24,11 +24,12 @@ from typing import TextIO
 from confluent_kafka.schema_registry import Schema as RegistrySchema
 from confluent_kafka.schema_registry import SchemaRegistryClient, SchemaRegistryError
 
-from consumer.codec import RegistryUnavailableError, call_registry
+from consumer.codec import call_registry
+from consumer.codec_errors import RegistryUnavailableError
+from consumer.compatibility import check_full_transitive
 from consumer.contracts import (
     Catalogue,
     EventType,
-    check_full_transitive,
     load_catalogue,
     locate_schemas_dir,
 )

@@ -27,7 +27,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from consumer.codec import Codec, Decoded, InvalidPayloadError
+from consumer.codec import Codec, Decoded
+from consumer.codec_errors import InvalidPayloadError
 from consumer.contracts import EventType, parse_ce_type
 from consumer.errors import PoisonError
 

@@ -19,8 +19,8 @@ from fastavro import schemaless_writer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumer.codec import (
-    Codec,
+from consumer.codec import Codec
+from consumer.codec_errors import (
     CodecError,
     EncodeError,
     Framing,

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.codec import Codec, InvalidPayloadError, WrongEventTypeError
+from consumer.codec import Codec
+from consumer.codec_errors import InvalidPayloadError, WrongEventTypeError
 from consumer.contracts import Catalogue, EventType
 from consumer.envelope import (
     InvalidHeaderError,

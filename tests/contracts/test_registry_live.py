@@ -12,7 +12,8 @@ import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from consumer.cli_schemas import add_commands, register_all
-from consumer.codec import Codec, Framing
+from consumer.codec import Codec
+from consumer.codec_errors import Framing
 from consumer.contracts import Catalogue, EventType, load_catalogue
 from consumer.envelope import read_trigger
 from tests.contracts.conftest import WriteSchema, raw_schema

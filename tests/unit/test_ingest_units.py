@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 
 from confluent_kafka import Message
 
-from consumer.codec import Codec, UnknownFramingError
+from consumer.codec import Codec
+from consumer.codec_errors import UnknownFramingError
 from consumer.contracts import EventType, load_catalogue, locate_schemas_dir
 from consumer.envelope import format_key
 from consumer.ingest import dead_letter_headers, decode_batch, next_offsets, record_consumer_lag
