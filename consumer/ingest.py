@@ -24,8 +24,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from consumer import debounce
 from consumer.codec import Codec
 from consumer.config import Settings
+from consumer.delivery import Headers, Outgoing, deliver
 from consumer.envelope import Trigger, read_trigger
 from consumer.errors import FatalError, PoisonError, TransientError
+from consumer.kafka_clients import report_timeout_seconds
 from consumer.metrics import Metrics
 from consumer.retry import Backoff, is_transient
 
@@ -72,7 +74,7 @@ def header_list(msg: Message) -> list[tuple[str, Any]]:
     return list(headers.items()) if isinstance(headers, dict) else list(headers)
 
 
-def dead_letter_headers(msg: Message, error: PoisonError, first_seen: datetime) -> list[Any]:
+def dead_letter_headers(msg: Message, error: PoisonError, first_seen: datetime) -> Headers:
     """The original headers plus where the record came from and why it was rejected."""
     return [
         *header_list(msg),
@@ -232,17 +234,12 @@ class IngestLoop:
             self._metrics.events_consumed.labels(str(msg.topic())).inc()
 
     def _dead_letter(self, poison: list[Poison], first_seen: datetime) -> None:
+        """Write poison records to the dead-letter topic; only once all are acknowledged may
+        their offsets be stored (else the batch is retried and they are written again)."""
         if not poison:
             return
-        failures: list[str] = []
-
-        def delivered(err: KafkaError | None, _msg: Message) -> None:
-            if err is not None:
-                failures.append(str(err))
-
         for item in poison:
             msg = item.message
-            self._metrics.decode_failures.labels(type(item.error).__name__).inc()
             log.warning(
                 "record_dead_lettered",
                 topic=msg.topic(),
@@ -252,19 +249,23 @@ class IngestLoop:
                 error_class=type(item.error).__name__,
                 error=str(item.error)[:300],
             )
-            self._dlq.produce(
+        outgoing = [
+            Outgoing(
                 self._settings.dlq_topic,
-                value=msg.value(),
-                key=msg.key(),
-                headers=dead_letter_headers(msg, item.error, first_seen),
-                on_delivery=delivered,
+                item.message.value(),
+                item.message.key(),
+                dead_letter_headers(item.message, item.error, first_seen),
             )
-        remaining = self._dlq.flush(30)
-        if failures or remaining:
-            raise TransientError(
-                f"dead-letter delivery failed: {failures[:3]} ({remaining} queued)"
-            )
+            for item in poison
+        ]
+        outcome = deliver(
+            self._dlq, outgoing, report_timeout=report_timeout_seconds(self._settings)
+        )
+        failures = [str(err) for err in outcome if err is not None]
+        if failures:
+            raise TransientError(f"dead-letter delivery failed: {failures[:3]}")
         for item in poison:
+            self._metrics.decode_failures.labels(type(item.error).__name__).inc()
             self._metrics.dlq_records.labels(str(item.message.topic())).inc()
 
     def _pause(self) -> None:

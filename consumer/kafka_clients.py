@@ -33,7 +33,15 @@ def producer_config(settings: Settings) -> dict[str, Any]:
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": settings.kafka_properties.get("linger.ms", "5"),
+        # Every message gets a delivery report within this bound, which bounds how long the
+        # relay and the dead-letter path wait (see consumer.delivery).
+        "message.timeout.ms": settings.kafka_properties.get("message.timeout.ms", "20000"),
     }
+
+
+def report_timeout_seconds(settings: Settings) -> float:
+    """How long to wait for all delivery reports: the message timeout plus a margin."""
+    return int(producer_config(settings)["message.timeout.ms"]) / 1000 + 5
 
 
 def admin_config(settings: Settings) -> dict[str, Any]:

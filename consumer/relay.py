@@ -17,12 +17,15 @@ from typing import Any
 
 import sqlalchemy as sa
 import structlog
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import Producer
 
 from consumer.codec import Codec
 from consumer.config import Settings
 from consumer.contracts import EventType
+from consumer.delivery import Outgoing, deliver
 from consumer.envelope import build_output
+from consumer.errors import TransientError
+from consumer.kafka_clients import report_timeout_seconds
 from consumer.metrics import Metrics
 from consumer.retry import Backoff, is_transient
 
@@ -133,7 +136,8 @@ class RelayLoop:
             self._conn = None
 
     def step(self, conn: sa.Connection) -> bool:
-        """Publish one batch; False when the outbox is empty."""
+        """Publish one batch; False when the outbox is empty. Raises TransientError when
+        nothing of the batch could be delivered, so the loop backs off instead of spinning."""
         self._refresh_gauges(conn)
         rows = list(conn.execute(_UNPUBLISHED, {"limit": self._settings.relay_batch_size}))
         conn.commit()
@@ -145,40 +149,32 @@ class RelayLoop:
             conn.execute(_MARK, {"ids": published})
             conn.commit()
         self._metrics.batch_seconds.labels(LOOP).observe(time.perf_counter() - started)
+        if not published:
+            raise TransientError("no outbox event of the batch was delivered")
         return True
 
+    def _outgoing(self, row: sa.Row[Any]) -> Outgoing:
+        event_type = EventType(row.event_type)
+        message = build_output(
+            self._codec,
+            event_type,
+            avro_record(row.payload),
+            source=SOURCE,
+            time=row.created_at.astimezone(UTC),
+            topic=self._topics[event_type],
+        )
+        return Outgoing(message.topic, message.value, message.key, list(message.headers))
+
     def _publish(self, rows: list[sa.Row[Any]]) -> list[int]:
-        """Produce every row; return the ids delivered before the first failure."""
-        outcome: dict[int, KafkaError | None] = {}
-
-        def on_delivery(row_id: int) -> Callable[[KafkaError | None, Message], None]:
-            def record(err: KafkaError | None, _msg: Message) -> None:
-                outcome[row_id] = err
-
-            return record
-
-        for row in rows:
-            event_type = EventType(row.event_type)
-            message = build_output(
-                self._codec,
-                event_type,
-                avro_record(row.payload),
-                source=SOURCE,
-                time=row.created_at.astimezone(UTC),
-                topic=self._topics[event_type],
-            )
-            headers: list[tuple[str, str | bytes | None]] = list(message.headers)
-            self._producer.produce(
-                message.topic,
-                value=message.value,
-                key=message.key,
-                headers=headers,
-                on_delivery=on_delivery(row.id),
-            )
-        self._producer.flush(30)
+        """Produce every row; return the ids delivered before the first failure, so per-key
+        order holds (the failed row and those after it are published again, in order)."""
+        outcome = deliver(
+            self._producer,
+            [self._outgoing(row) for row in rows],
+            report_timeout=report_timeout_seconds(self._settings),
+        )
         delivered: list[int] = []
-        for row in rows:
-            err = outcome.get(row.id, KafkaError(KafkaError._MSG_TIMED_OUT))
+        for row, err in zip(rows, outcome, strict=True):
             if err is not None:
                 self._metrics.publish_failures.inc()
                 log.warning("publish_failed", outbox_id=row.id, error=str(err))

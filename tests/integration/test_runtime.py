@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from consumer import seeding
 from consumer.localdb import LocalPostgres
@@ -261,3 +263,32 @@ def test_database_outage_pauses_and_resumes_without_loss(
     assert service.metric("cert_consumer_database_failures_total") > 0
     assert service.terminate() == 0
     engine.dispose()
+
+
+def test_relay_backs_off_while_a_topic_is_missing_and_delivers_once_it_exists(
+    engine, env, services, activity, kafka_bootstrap
+) -> None:
+    missing = f"approval-missing-{uuid.uuid4().hex[:8]}"
+    env["CERT_CONSUMER_APPROVAL_TOPIC"] = missing
+    env["CERT_CONSUMER_KAFKA_MESSAGE_TIMEOUT_MS"] = "2000"
+    with engine.begin() as conn:
+        seed_section(conn, 11, [111], approval=True)
+        pass_completion(conn, 11, 111)
+    service = services(env)
+    activity.score(11, 111)
+    activity.flush()
+    wait_for(
+        lambda: service.metric("cert_consumer_relay_publish_failures_total") >= 2,
+        timeout=60,
+        what="failed deliveries",
+    )
+    assert count(engine, outbox) == 1  # one event, retried, never duplicated in the outbox
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin.create_topics([NewTopic(missing, 1, 1)])[missing].result(30)
+    try:
+        wait_for(lambda: _all_published(engine, 1), timeout=60, what="published after recovery")
+        (record,) = read_raw(kafka_bootstrap, missing, 1)
+        assert dict(record.headers())["ce_type"].endswith(b"approval_requested.v1")
+        assert service.terminate() == 0
+    finally:
+        admin.delete_topics([missing])[missing].result(30)

@@ -1,0 +1,57 @@
+"""Produce a batch and wait for every delivery report before saying what was delivered.
+
+Both the relay (outbox events) and ingest (dead-letter records) must know, message by message,
+what the broker acknowledged before they mark a row published or store an offset. librdkafka
+reports every message within ``message.timeout.ms`` (success or failure), so waiting for all
+reports is bounded; re-producing after a partial wait would only queue duplicates.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from confluent_kafka import KafkaError, Message, Producer
+
+Headers = list[tuple[str, str | bytes | None]]
+_UNREPORTED = KafkaError(KafkaError._MSG_TIMED_OUT, "no delivery report")
+
+
+@dataclass(frozen=True)
+class Outgoing:
+    topic: str
+    value: bytes | None
+    key: bytes | None
+    headers: Headers
+
+
+def deliver(
+    producer: Producer, messages: Sequence[Outgoing], *, report_timeout: float
+) -> list[KafkaError | None]:
+    """The delivery outcome of each message, in order: None when acknowledged."""
+    reports: dict[int, KafkaError | None] = {}
+
+    def on_delivery(index: int) -> Callable[[KafkaError | None, Message], None]:
+        def record(err: KafkaError | None, _msg: Message) -> None:
+            reports[index] = err
+
+        return record
+
+    for index, message in enumerate(messages):
+        while True:
+            try:
+                producer.produce(
+                    message.topic,
+                    value=message.value,
+                    key=message.key,
+                    headers=message.headers,
+                    on_delivery=on_delivery(index),
+                )
+                break
+            except BufferError:
+                producer.poll(0.1)  # the local queue is full: serve reports, then retry
+    deadline = time.monotonic() + report_timeout
+    while len(reports) < len(messages) and time.monotonic() < deadline:
+        producer.flush(0.5)
+    return [reports.get(index, _UNREPORTED) for index in range(len(messages))]
