@@ -7,28 +7,17 @@ Stays thin: each subcommand hands over to the module that owns the work. Exit co
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Callable, Sequence
 
 import structlog
 
 from consumer import cli_ops, cli_schemas, logs
-from consumer.config import Settings, load_settings
+from consumer.cli_common import command_settings
 from consumer.errors import CertConsumerError, ConfigError, FatalError
 
 Handler = Callable[[argparse.Namespace], int]
 log = structlog.get_logger("consumer.cli")
-
-
-def _settings(args: argparse.Namespace, *, require_database: bool = True) -> Settings:
-    settings = load_settings(
-        os.environ,
-        require_database=require_database,
-        database_url=getattr(args, "database_url", None),
-    )
-    logs.configure(settings.log_level, settings.log_format)  # type: ignore[arg-type]
-    return settings
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
@@ -36,7 +25,7 @@ def _db_upgrade(args: argparse.Namespace) -> int:
 
     from consumer.migrations import upgrade  # noqa: PLC0415
 
-    settings = _settings(args)
+    settings = command_settings(args)
     engine = sa.create_engine(settings.database_url)
     try:
         applied = upgrade(engine)
@@ -55,7 +44,7 @@ def _evaluate(args: argparse.Namespace) -> int:
 
     from consumer.evaluation import evaluate_keys  # noqa: PLC0415
 
-    settings = _settings(args)
+    settings = command_settings(args)
     key = (args.section_id, args.user_id)
     engine = sa.create_engine(settings.database_url)
     try:
@@ -81,16 +70,10 @@ def _evaluate(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace) -> int:
     from consumer.runtime import run_service  # noqa: PLC0415
 
-    settings = _settings(args)
+    roles = None
     if args.role:
-        settings = load_settings(
-            os.environ, database_url=settings.database_url, roles=_roles(args.role)
-        )
-    return run_service(settings)
-
-
-def _roles(role: str) -> tuple[str, ...]:
-    return ("ingest", "evaluate", "relay") if role == "all" else (role,)
+        roles = ("ingest", "evaluate", "relay") if args.role == "all" else (args.role,)
+    return run_service(command_settings(args, roles=roles))
 
 
 def _positive_id(raw: str) -> int:

@@ -12,19 +12,18 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict
 from datetime import UTC, datetime, timedelta
-from typing import Any, TextIO, TypeAlias
+from typing import TextIO, TypeAlias
 
 import sqlalchemy as sa
 from confluent_kafka.admin import AdminClient
 
-from consumer import backfill, logs, offsets
-from consumer.config import Settings, load_settings
+from consumer import backfill, offsets
+from consumer.cli_common import command_settings
 from consumer.errors import ConfigError
 from consumer.kafka_clients import admin_config
 
@@ -103,7 +102,7 @@ def _add_backfill(subparsers: Subparsers) -> None:
 def run_replay(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Print the plan; with --execute commit it, unless the group has members (exit 2)."""
     out = out or sys.stdout  # resolved per call: tests and callers redirect it
-    settings = _settings(args, require_database=False)
+    settings = command_settings(args, require_database=False)
     target = _target(args)
     admin = AdminClient(admin_config(settings))
     plan = offsets.build_replay_plan(
@@ -136,7 +135,7 @@ def run_replay(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def run_lag(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Per partition: committed offset, log-end offset, lag; then the totals."""
     out = out or sys.stdout  # resolved per call: tests and callers redirect it
-    settings = _settings(args, require_database=False)
+    settings = command_settings(args, require_database=False)
     group = args.group or settings.group_id
     report = offsets.measure_lag(AdminClient(admin_config(settings)), group, args.topic)
     if args.json:
@@ -161,7 +160,7 @@ def run_lag(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def run_backfill(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Queue the learners of one or all sections; optionally wait for their evaluation."""
     out = out or sys.stdout  # resolved per call: tests and callers redirect it
-    settings = _settings(args, require_database=True, database_url=args.database_url)
+    settings = command_settings(args, require_database=True)
     engine = sa.create_engine(settings.database_url)
     try:
         return _backfill(engine, args, out)
@@ -212,17 +211,6 @@ def _wait(
     state = "all evaluated" if outcome.done else f"timed out, {outcome.remaining} still pending"
     print(f"evaluation: {state}; transitions made: {outcome.transitions}", file=out)
     return 0 if outcome.done else 1
-
-
-def _settings(args: argparse.Namespace, *, require_database: bool, **overrides: Any) -> Settings:
-    settings = load_settings(
-        os.environ,
-        require_database=require_database,
-        bootstrap_servers=getattr(args, "bootstrap_servers", None),
-        **overrides,
-    )
-    logs.configure(settings.log_level, settings.log_format)  # type: ignore[arg-type]
-    return settings
 
 
 def _target(args: argparse.Namespace) -> offsets.ReplayTarget:

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 
 from consumer import rules, seeding, torus
 from consumer.contracts import EventType
-from consumer.facts import Key, exact
+from consumer.facts import Key, certificate_settings, exact
 
 _GIVEN = ("Ada", "Bruno", "Chen", "Dalia", "Emeka", "Farah", "Goran", "Hana", "Ivo", "Jun")
 _FAMILY = ("Okafor", "Silva", "Novak", "Haddad", "Kim", "Lindqvist", "Moreau", "Patel", "Rossi")
@@ -241,19 +241,6 @@ class Expected:
         }
 
 
-def _settings(cert: seeding.Certificate) -> rules.CertificateSettings:
-    return rules.CertificateSettings(
-        certificate_id=cert.id,
-        required_discussion_posts=cert.required_discussion_posts,
-        required_class_notes=cert.required_class_notes,
-        min_percentage_for_completion=exact(cert.min_percentage_for_completion),
-        min_percentage_for_distinction=exact(cert.min_percentage_for_distinction),
-        assessments_apply_to=rules.AppliesTo(cert.assessments_apply_to),
-        custom_assessments=tuple(cert.custom_assessments),
-        requires_instructor_approval=cert.requires_instructor_approval,
-    )
-
-
 def expected_outcome(plan: CoursePlan) -> Expected:
     """Replay the phases on in-memory facts; after each phase decide every triggered key."""
     sections = {s.id: s for s in plan.sections}
@@ -279,7 +266,7 @@ def expected_outcome(plan: CoursePlan) -> Expected:
                     *key,
                     certificate_enabled=True,
                     learner_enrolled=True,
-                    certificates=(_settings(certs[key[0]]),),
+                    certificates=(certificate_settings(certs[key[0]]),),
                     grant=grants.get(key),
                     public_discussion_posts=posts[key][0],
                     public_class_notes=posts[key][1],

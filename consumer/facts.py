@@ -12,7 +12,7 @@ import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
@@ -63,7 +63,36 @@ def _section_ids(keys: Sequence[Key]) -> list[int]:
     return sorted({section_id for section_id, _ in keys})
 
 
-def _certificate(row: sa.Row[Any]) -> rules.CertificateSettings:
+class CertificateRow(Protocol):
+    """A certificates row, or anything shaped like one (the demo's seeding plan)."""
+
+    @property
+    def id(self) -> int: ...
+
+    @property
+    def required_discussion_posts(self) -> int | None: ...
+
+    @property
+    def required_class_notes(self) -> int | None: ...
+
+    @property
+    def min_percentage_for_completion(self) -> float | None: ...
+
+    @property
+    def min_percentage_for_distinction(self) -> float | None: ...
+
+    @property
+    def assessments_apply_to(self) -> str | None: ...
+
+    @property
+    def custom_assessments(self) -> Sequence[int] | None: ...
+
+    @property
+    def requires_instructor_approval(self) -> bool | None: ...
+
+
+def certificate_settings(row: CertificateRow) -> rules.CertificateSettings:
+    """The rules' view of a certificate row (thresholds as exact decimals)."""
     return rules.CertificateSettings(
         certificate_id=row.id,
         required_discussion_posts=row.required_discussion_posts,
@@ -93,7 +122,7 @@ def _load_certificates(
     )
     found: dict[int, list[rules.CertificateSettings]] = defaultdict(list)
     for row in conn.execute(query):
-        found[row.section_id].append(_certificate(row))
+        found[row.section_id].append(certificate_settings(row))
     return {section_id: tuple(certs) for section_id, certs in found.items()}
 
 

@@ -110,14 +110,7 @@ def test_bad_configuration_exits_2_with_one_line_per_problem(env, tmp_path) -> N
         "CERT_CONSUMER_METRICS_PORT": "70000",
         "CERT_CONSUMER_ROLES": "ingest,cook",
     }
-    result = subprocess.run(
-        [sys.executable, "-m", "consumer.cli", "run"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _run_service_expecting_exit(env)
     assert result.returncode == 2
     problems = [line for line in result.stderr.splitlines() if line.startswith("  CERT_CONSUMER_")]
     assert len(problems) == 3, result.stderr
@@ -126,14 +119,7 @@ def test_bad_configuration_exits_2_with_one_line_per_problem(env, tmp_path) -> N
 
 def test_a_bad_librdkafka_property_is_a_configuration_error(env) -> None:
     env = env | {"CERT_CONSUMER_KAFKA_SECURITY_PROTOCOL": "carrier-pigeon"}
-    result = subprocess.run(
-        [sys.executable, "-m", "consumer.cli", "run"],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    result = _run_service_expecting_exit(env)
     assert result.returncode == 2
     assert "librdkafka rejected the configuration" in result.stderr
     assert "security.protocol" in result.stderr
@@ -141,7 +127,14 @@ def test_a_bad_librdkafka_property_is_a_configuration_error(env) -> None:
 
 def test_an_unmigrated_database_is_refused_with_a_clear_message(env, pg_server_url) -> None:
     env = env | {"CERT_CONSUMER_DATABASE_URL": pg_server_url}  # the server's empty `postgres` db
-    result = subprocess.run(
+    result = _run_service_expecting_exit(env)
+    assert result.returncode == 1
+    assert "run `cert-consumer db upgrade`" in result.stderr
+
+
+def _run_service_expecting_exit(env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """`cert-consumer run` for a case where it must refuse to start."""
+    return subprocess.run(
         [sys.executable, "-m", "consumer.cli", "run"],
         env=env,
         capture_output=True,
@@ -149,5 +142,3 @@ def test_an_unmigrated_database_is_refused_with_a_clear_message(env, pg_server_u
         timeout=60,
         check=False,
     )
-    assert result.returncode == 1
-    assert "run `cert-consumer db upgrade`" in result.stderr

@@ -130,19 +130,7 @@ def test_execute_refused_while_a_member_is_active(capsys, kafka_bootstrap, consu
     topic, group = consumed
     member = group_member(kafka_bootstrap, group, topic)
     try:
-        code = cli.main(
-            [
-                "replay",
-                "--bootstrap-servers",
-                kafka_bootstrap,
-                "--group",
-                group,
-                "--topic",
-                topic,
-                "--to-earliest",
-                "--execute",
-            ]
-        )
+        code = replay_earliest_cli(kafka_bootstrap, group, topic, "--execute")
         err = capsys.readouterr().err
     finally:
         member.close()
@@ -153,18 +141,7 @@ def test_execute_refused_while_a_member_is_active(capsys, kafka_bootstrap, consu
 
 def test_text_plan_and_unknown_topic(capsys, kafka_bootstrap, consumed) -> None:
     topic, group = consumed
-    code = cli.main(
-        [
-            "replay",
-            "--bootstrap-servers",
-            kafka_bootstrap,
-            "--group",
-            group,
-            "--topic",
-            topic,
-            "--to-earliest",
-        ]
-    )
+    code = replay_earliest_cli(kafka_bootstrap, group, topic)
     out = capsys.readouterr().out
     assert code == 0
     assert out.splitlines()[0].split() == [
@@ -191,3 +168,20 @@ def test_text_plan_and_unknown_topic(capsys, kafka_bootstrap, consumed) -> None:
     )
     assert code == 1
     assert "unknown topic 'no-such-topic'" in capsys.readouterr().err
+
+
+def replay_earliest_cli(bootstrap: str, group: str, topic: str, *extra: str) -> int:
+    """`cert-consumer replay --to-earliest` for one topic, in text mode."""
+    return cli.main(
+        [
+            "replay",
+            "--bootstrap-servers",
+            bootstrap,
+            "--group",
+            group,
+            "--topic",
+            topic,
+            "--to-earliest",
+            *extra,
+        ]
+    )
