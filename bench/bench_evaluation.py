@@ -37,7 +37,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from consumer import evaluation, facts, rules, seeding, torus, transitions
+from consumer import evaluation, facts, model, rules, seeding, torus, transitions
 from consumer.evaluation import decide_keys, evaluate_keys
 from consumer.facts import Key
 from consumer.localdb import LocalPostgres
@@ -450,11 +450,11 @@ class Run:
 Workload = Callable[[sa.Engine], Run]
 
 
-def outcome(decision: rules.Decision) -> str:
+def outcome(decision: model.Decision) -> str:
     """A stable label per decision, to show the seeded mix and to compare modes."""
-    if decision.kind is rules.DecisionKind.CREATE:
+    if decision.kind is model.DecisionKind.CREATE:
         return "create_with_distinction" if decision.with_distinction else "create"
-    if decision.kind is rules.DecisionKind.UPGRADE:
+    if decision.kind is model.DecisionKind.UPGRADE:
         return "upgrade"
     return f"no_change:{decision.reason.value if decision.reason else '?'}"
 

@@ -24,7 +24,7 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from consumer import rules, seeding, torus
+from consumer import model, rules, seeding, torus
 from consumer.contracts import EventType
 from consumer.facts import Key, certificate_settings, exact
 
@@ -245,15 +245,15 @@ def expected_outcome(plan: CoursePlan) -> Expected:
     """Replay the phases on in-memory facts; after each phase decide every triggered key."""
     sections = {s.id: s for s in plan.sections}
     certs = {s.id: s.certificate for s in plan.sections}
-    scores: dict[Key, dict[int, rules.PageScore]] = defaultdict(dict)
+    scores: dict[Key, dict[int, model.PageScore]] = defaultdict(dict)
     posts: dict[Key, tuple[int, int]] = defaultdict(lambda: (0, 0))
-    grants: dict[Key, rules.ExistingGrant] = {}
+    grants: dict[Key, model.ExistingGrant] = {}
     transitions: list[tuple[str, str]] = []
     for phase in plan.phases:
         triggered = {step.key for step in phase.steps}
         for step in phase.steps:
             for rid, score, out_of in step.scores:
-                scores[step.key][rid] = rules.PageScore(exact(score), exact(out_of))
+                scores[step.key][rid] = model.PageScore(exact(score), exact(out_of))
             discussion, notes = posts[step.key]
             posts[step.key] = (discussion + step.discussion_posts, notes + step.class_notes)
         for section_id, threshold in phase.lowered:
@@ -262,7 +262,7 @@ def expected_outcome(plan: CoursePlan) -> Expected:
         for key in sorted(triggered):
             pages = sections[key[0]].pages
             decision = rules.decide(
-                rules.Facts(
+                model.Facts(
                     *key,
                     certificate_enabled=True,
                     learner_enrolled=True,
@@ -270,14 +270,14 @@ def expected_outcome(plan: CoursePlan) -> Expected:
                     grant=grants.get(key),
                     public_discussion_posts=posts[key][0],
                     public_class_notes=posts[key][1],
-                    section_pages=tuple(rules.SectionPage(r, g, h) for r, g, h, _ in pages),
+                    section_pages=tuple(model.SectionPage(r, g, h) for r, g, h, _ in pages),
                     scores=scores[key],
                 )
             )
             if decision.state is not None:
                 decision_cert = certs[key[0]].id
                 distinction = bool(decision.with_distinction)
-                grants[key] = rules.ExistingGrant(0, decision_cert, decision.state, distinction)
+                grants[key] = model.ExistingGrant(0, decision_cert, decision.state, distinction)
                 transitions.append((decision.kind.value, decision.state.value))
     return Expected(
         {k: (g.state.value, g.with_distinction) for k, g in grants.items()}, tuple(transitions)

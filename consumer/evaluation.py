@@ -15,7 +15,7 @@ from datetime import datetime
 import sqlalchemy as sa
 import structlog
 
-from consumer import rules
+from consumer import model, rules
 from consumer.facts import Key, load_facts
 from consumer.transitions import Transition, apply_decisions
 
@@ -24,17 +24,17 @@ log = structlog.get_logger("consumer.evaluation")
 
 @dataclass(frozen=True)
 class EvaluationResult:
-    decisions: dict[Key, rules.Decision]
+    decisions: dict[Key, model.Decision]
     transitions: list[Transition]
 
 
 def decide_keys(
     conn: sa.Connection, keys: Iterable[Key]
-) -> tuple[dict[Key, rules.Facts], dict[Key, rules.Decision]]:
+) -> tuple[dict[Key, model.Facts], dict[Key, model.Decision]]:
     facts = load_facts(conn, keys)
     decisions = {key: rules.decide(f) for key, f in facts.items()}
     for (section_id, user_id), decision in decisions.items():
-        if decision.reason is rules.Reason.DUPLICATE_CERTIFICATES:
+        if decision.reason is model.Reason.DUPLICATE_CERTIFICATES:
             # Torus crashes here; we refuse the section loudly instead and keep going.
             log.error("duplicate_certificates", section_id=section_id, user_id=user_id)
     return facts, decisions

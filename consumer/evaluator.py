@@ -15,7 +15,7 @@ from datetime import datetime
 import sqlalchemy as sa
 import structlog
 
-from consumer import debounce, rules
+from consumer import debounce, model
 from consumer.config import Settings
 from consumer.evaluation import evaluate_keys
 from consumer.metrics import Metrics
@@ -108,7 +108,7 @@ class EvaluatorLoop:
     def _record(
         self,
         claims: list[debounce.Claim],
-        decisions: dict[tuple[int, int], rules.Decision],
+        decisions: dict[tuple[int, int], model.Decision],
         transitions: int,
     ) -> None:
         for claim in claims:

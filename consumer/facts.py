@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 
-from consumer import rules
+from consumer import model
 from consumer.torus import (
     certificates,
     enrollments,
@@ -91,15 +91,15 @@ class CertificateRow(Protocol):
     def requires_instructor_approval(self) -> bool | None: ...
 
 
-def certificate_settings(row: CertificateRow) -> rules.CertificateSettings:
+def certificate_settings(row: CertificateRow) -> model.CertificateSettings:
     """The rules' view of a certificate row (thresholds as exact decimals)."""
-    return rules.CertificateSettings(
+    return model.CertificateSettings(
         certificate_id=row.id,
         required_discussion_posts=row.required_discussion_posts,
         required_class_notes=row.required_class_notes,
         min_percentage_for_completion=exact(row.min_percentage_for_completion),
         min_percentage_for_distinction=exact(row.min_percentage_for_distinction),
-        assessments_apply_to=rules.AppliesTo(row.assessments_apply_to or "all"),
+        assessments_apply_to=model.AppliesTo(row.assessments_apply_to or "all"),
         custom_assessments=tuple(row.custom_assessments or ()),
         requires_instructor_approval=bool(row.requires_instructor_approval),
     )
@@ -114,13 +114,13 @@ def _load_sections(conn: sa.Connection, section_ids: list[int]) -> dict[int, boo
 
 def _load_certificates(
     conn: sa.Connection, section_ids: list[int]
-) -> dict[int, tuple[rules.CertificateSettings, ...]]:
+) -> dict[int, tuple[model.CertificateSettings, ...]]:
     query = (
         sa.select(certificates)
         .where(certificates.c.section_id.in_(section_ids))
         .order_by(certificates.c.id)
     )
-    found: dict[int, list[rules.CertificateSettings]] = defaultdict(list)
+    found: dict[int, list[model.CertificateSettings]] = defaultdict(list)
     for row in conn.execute(query):
         found[row.section_id].append(certificate_settings(row))
     return {section_id: tuple(certs) for section_id, certs in found.items()}
@@ -148,7 +148,7 @@ def _load_enrolled(conn: sa.Connection, keys: Sequence[Key]) -> set[Key]:
     return {(row.section_id, row.user_id) for row in conn.execute(query)}
 
 
-def _load_grants(conn: sa.Connection, keys: Sequence[Key]) -> dict[Key, list[rules.ExistingGrant]]:
+def _load_grants(conn: sa.Connection, keys: Sequence[Key]) -> dict[Key, list[model.ExistingGrant]]:
     k = keys_table(keys)
     query = (
         sa.select(
@@ -170,13 +170,13 @@ def _load_grants(conn: sa.Connection, keys: Sequence[Key]) -> dict[Key, list[rul
         )
         .order_by(granted_certificates.c.id)
     )
-    found: dict[Key, list[rules.ExistingGrant]] = defaultdict(list)
+    found: dict[Key, list[model.ExistingGrant]] = defaultdict(list)
     for row in conn.execute(query):
         found[(row.section_id, row.user_id)].append(
-            rules.ExistingGrant(
+            model.ExistingGrant(
                 granted_certificate_id=row.id,
                 certificate_id=row.certificate_id,
-                state=rules.GrantState(row.state),
+                state=model.GrantState(row.state),
                 with_distinction=bool(row.with_distinction),
             )
         )
@@ -203,7 +203,7 @@ def _load_post_counts(conn: sa.Connection, keys: Sequence[Key]) -> dict[Key, tup
 
 def _load_pages(
     conn: sa.Connection, section_ids: list[int]
-) -> dict[int, tuple[rules.SectionPage, ...]]:
+) -> dict[int, tuple[model.SectionPage, ...]]:
     query = (
         sa.select(
             section_resources.c.section_id,
@@ -217,37 +217,37 @@ def _load_pages(
         )
         .order_by(section_resources.c.section_id, section_resources.c.resource_id)
     )
-    found: dict[int, list[rules.SectionPage]] = defaultdict(list)
+    found: dict[int, list[model.SectionPage]] = defaultdict(list)
     for row in conn.execute(query):
         found[row.section_id].append(
-            rules.SectionPage(row.resource_id, row.graded, bool(row.hidden))
+            model.SectionPage(row.resource_id, row.graded, bool(row.hidden))
         )
     return {section_id: tuple(pages) for section_id, pages in found.items()}
 
 
-def _load_scores(conn: sa.Connection, keys: Sequence[Key]) -> dict[Key, dict[int, rules.PageScore]]:
+def _load_scores(conn: sa.Connection, keys: Sequence[Key]) -> dict[Key, dict[int, model.PageScore]]:
     k = keys_table(keys)
     ra = resource_accesses
     query = sa.select(
         ra.c.section_id, ra.c.user_id, ra.c.resource_id, ra.c.score, ra.c.out_of
     ).join(k, sa.and_(ra.c.section_id == k.c.section_id, ra.c.user_id == k.c.user_id))
-    found: dict[Key, dict[int, rules.PageScore]] = defaultdict(dict)
+    found: dict[Key, dict[int, model.PageScore]] = defaultdict(dict)
     # The hottest loop of an evaluation (one row per learner and page): plain tuples, fetched
     # at once, and repeated float values converted once.
     for section_id, user_id, resource_id, score, out_of in conn.execute(query).all():
-        found[(section_id, user_id)][resource_id] = rules.PageScore(exact(score), exact(out_of))
+        found[(section_id, user_id)][resource_id] = model.PageScore(exact(score), exact(out_of))
     return found
 
 
 def _grant_for_section(
-    grants: list[rules.ExistingGrant], certs: tuple[rules.CertificateSettings, ...]
-) -> rules.ExistingGrant | None:
+    grants: list[model.ExistingGrant], certs: tuple[model.CertificateSettings, ...]
+) -> model.ExistingGrant | None:
     # With one certificate row there is at most one grant (unique index). With several rows
     # the rules refuse the section anyway, so which grant is passed does not matter.
     return grants[0] if grants and certs else None
 
 
-def load_facts(conn: sa.Connection, keys: Iterable[Key]) -> dict[Key, rules.Facts]:
+def load_facts(conn: sa.Connection, keys: Iterable[Key]) -> dict[Key, model.Facts]:
     """The facts of every key, in 7 queries whatever the number of keys."""
     unique = sorted(set(keys))
     if not unique:
@@ -260,12 +260,12 @@ def load_facts(conn: sa.Connection, keys: Iterable[Key]) -> dict[Key, rules.Fact
     grants = _load_grants(conn, unique)
     counts = _load_post_counts(conn, unique)
     scores = _load_scores(conn, unique)
-    result: dict[Key, rules.Facts] = {}
+    result: dict[Key, model.Facts] = {}
     for key in unique:
         section_id, user_id = key
         discussion, notes = counts.get(key, (0, 0))
         section_certs = certs.get(section_id, ())
-        result[key] = rules.Facts(
+        result[key] = model.Facts(
             section_id=section_id,
             user_id=user_id,
             certificate_enabled=enabled.get(section_id, False),

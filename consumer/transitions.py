@@ -21,7 +21,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import distinct_on, insert
 
-from consumer import payloads, rules
+from consumer import model, payloads
 from consumer.contracts import EventType
 from consumer.facts import Key
 from consumer.own_schema import outbox
@@ -36,9 +36,9 @@ class Transition:
 
     section_id: int
     user_id: int
-    kind: rules.DecisionKind
+    kind: model.DecisionKind
     granted_certificate_id: int
-    state: rules.GrantState
+    state: model.GrantState
     with_distinction: bool
     guid: uuid.UUID
     issued_at: datetime
@@ -50,9 +50,9 @@ def event_id_for(granted_certificate_id: int, guid: uuid.UUID, event_type: Event
     return uuid.uuid5(EVENT_NAMESPACE, f"{granted_certificate_id}:{guid}:{event_type.value}")
 
 
-def event_type_for(state: rules.GrantState) -> EventType:
+def event_type_for(state: model.GrantState) -> EventType:
     """Earned certificates go to the PDF service; pending ones ask instructors to approve."""
-    if state is rules.GrantState.PENDING:
+    if state is model.GrantState.PENDING:
         return EventType.APPROVAL_REQUESTED
     return EventType.CERTIFICATE_GRANTED
 
@@ -110,7 +110,7 @@ _UPGRADE_GRANTS = sa.text(
 
 def _create(
     conn: sa.Connection,
-    creates: Sequence[tuple[Key, rules.Decision]],
+    creates: Sequence[tuple[Key, model.Decision]],
     now: datetime,
     new_guid: Callable[[], uuid.UUID],
 ) -> list[sa.Row[Any]]:
@@ -131,7 +131,7 @@ def _create(
 
 def _upgrade(
     conn: sa.Connection,
-    upgrades: Sequence[tuple[rules.ExistingGrant, rules.Decision]],
+    upgrades: Sequence[tuple[model.ExistingGrant, model.Decision]],
     now: datetime,
     new_guid: Callable[[], uuid.UUID],
 ) -> list[sa.Row[Any]]:
@@ -148,9 +148,9 @@ def _upgrade(
 
 
 def _transition(
-    row: sa.Row[Any], section_id: int, kind: rules.DecisionKind, when: datetime
+    row: sa.Row[Any], section_id: int, kind: model.DecisionKind, when: datetime
 ) -> Transition:
-    state = rules.GrantState(row.state)
+    state = model.GrantState(row.state)
     guid = uuid.UUID(row.guid)
     event_type = event_type_for(state)
     return Transition(
@@ -170,8 +170,8 @@ def _transition(
 
 def apply_decisions(
     conn: sa.Connection,
-    facts: Mapping[Key, rules.Facts],
-    decisions: Mapping[Key, rules.Decision],
+    facts: Mapping[Key, model.Facts],
+    decisions: Mapping[Key, model.Decision],
     *,
     now: datetime,
     new_guid: Callable[[], uuid.UUID] = uuid.uuid4,
@@ -182,20 +182,20 @@ def apply_decisions(
     section_of_certificate = {
         d.certificate_id: key[0] for key, d in decisions.items() if d.certificate_id is not None
     }
-    creates = [(k, d) for k, d in sorted(decisions.items()) if d.kind is rules.DecisionKind.CREATE]
+    creates = [(k, d) for k, d in sorted(decisions.items()) if d.kind is model.DecisionKind.CREATE]
     upgrades = []
     for key, decision in sorted(decisions.items()):
         grant = facts[key].grant
-        if decision.kind is rules.DecisionKind.UPGRADE and grant is not None:
+        if decision.kind is model.DecisionKind.UPGRADE and grant is not None:
             upgrades.append((grant, decision))
     transitions = [
         _transition(
-            row, section_of_certificate[row.certificate_id], rules.DecisionKind.CREATE, when
+            row, section_of_certificate[row.certificate_id], model.DecisionKind.CREATE, when
         )
         for row in _create(conn, creates, when, new_guid)
     ] + [
         _transition(
-            row, section_of_certificate[row.certificate_id], rules.DecisionKind.UPGRADE, when
+            row, section_of_certificate[row.certificate_id], model.DecisionKind.UPGRADE, when
         )
         for row in _upgrade(conn, upgrades, when, new_guid)
     ]

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from consumer.rules import (
+from consumer.model import (
     AppliesTo,
     CertificateSettings,
     Decision,
@@ -19,9 +19,8 @@ from consumer.rules import (
     PageScore,
     Reason,
     SectionPage,
-    decide,
-    page_percentage_passes,
 )
+from consumer.rules import decide, page_percentage_passes
 
 CERT_ID = 7
 PENDING, EARNED, DENIED = GrantState.PENDING, GrantState.EARNED, GrantState.DENIED

@@ -10,7 +10,7 @@ from fractions import Fraction
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from consumer.rules import (
+from consumer.model import (
     AppliesTo,
     CertificateSettings,
     DecisionKind,
@@ -19,9 +19,8 @@ from consumer.rules import (
     GrantState,
     PageScore,
     SectionPage,
-    decide,
-    page_percentage_passes,
 )
+from consumer.rules import decide, page_percentage_passes
 
 PAGE_IDS = st.integers(min_value=1, max_value=8)
 # Custom lists may name ids 9-10, which are never section pages.
