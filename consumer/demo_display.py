@@ -21,10 +21,10 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
+from consumer.batches import header_list
 from consumer.codec import Codec
 from consumer.envelope import parse_headers
 from consumer.errors import FatalError
-from consumer.ingest import header_list
 
 _SHOWN_OUTPUTS = 8
 

@@ -1,5 +1,7 @@
 """The ingest loop: Kafka batches -> triggers -> one pending upsert -> offsets stored.
 
+The pure parts (decoding a batch, dead-letter headers, offsets) are in ``consumer.batches``.
+
 Offsets are stored only after the batch's upsert has committed and its poison records are
 acknowledged on the dead-letter topic, so nothing committed is ever unprocessed. While
 PostgreSQL is unreachable the assigned partitions are paused, the same batch is retried with
@@ -10,106 +12,26 @@ partitions revoked during a retry are dropped from the batch (their new owner re
 
 from __future__ import annotations
 
-import json
 import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
 
 import sqlalchemy as sa
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from consumer import debounce
+from consumer.batches import Poison, dead_letter_headers, decode_batch, next_offsets
 from consumer.codec import Codec
 from consumer.config import Settings
-from consumer.delivery import Headers, Outgoing, deliver
-from consumer.envelope import Trigger, read_trigger
-from consumer.errors import FatalError, PoisonError, TransientError
+from consumer.delivery import Outgoing, deliver
+from consumer.errors import FatalError, TransientError
 from consumer.kafka_clients import report_timeout_seconds
 from consumer.metrics import Metrics
 from consumer.retry import Backoff, is_transient
 
 log = structlog.get_logger("consumer.ingest")
 LOOP = "ingest"
-
-
-@dataclass(frozen=True)
-class Poison:
-    message: Message
-    error: PoisonError
-
-
-@dataclass(frozen=True)
-class DecodedBatch:
-    triggers: debounce.TriggerBatch
-    poison: list[Poison]
-    header_problems: int
-
-
-def decode_batch(codec: Codec, messages: Sequence[Message]) -> DecodedBatch:
-    """Turn records into coalesced triggers; undecodable ones become poison, not failures."""
-    keys: list[tuple[int, int]] = []
-    wide: set[int] = set()
-    poison: list[Poison] = []
-    problems = 0
-    for msg in messages:
-        try:
-            trigger: Trigger = read_trigger(codec, msg.value(), header_list(msg))
-        except PoisonError as exc:
-            poison.append(Poison(msg, exc))
-            continue
-        problems += bool(trigger.header_problems)
-        if trigger.user_id is None:
-            wide.add(trigger.section_id)
-        else:
-            keys.append((trigger.section_id, trigger.user_id))
-    return DecodedBatch(debounce.TriggerBatch.of(keys, wide), poison, problems)
-
-
-def header_list(msg: Message) -> list[tuple[str, Any]]:
-    """A record's headers as (name, value) pairs, however the client handed them over."""
-    headers = msg.headers() or []
-    return list(headers.items()) if isinstance(headers, dict) else list(headers)
-
-
-def dead_letter_headers(msg: Message, error: PoisonError, first_seen: datetime) -> Headers:
-    """The original headers plus where the record came from and why it was rejected."""
-    return [
-        *header_list(msg),
-        ("dlq.source.topic", str(msg.topic()).encode()),
-        ("dlq.source.partition", str(msg.partition()).encode()),
-        ("dlq.source.offset", str(msg.offset()).encode()),
-        ("dlq.error.class", type(error).__name__.encode()),
-        ("dlq.error.message", str(error)[:1000].encode()),
-        ("dlq.first.seen", first_seen.isoformat().encode()),
-    ]
-
-
-def next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
-    """Per partition, the offset after the last record of the batch."""
-    highest: dict[tuple[str, int], int] = {}
-    for msg in messages:
-        tp = (str(msg.topic()), int(msg.partition() or 0))
-        highest[tp] = max(highest.get(tp, -1), int(msg.offset() or 0))
-    return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(highest.items())]
-
-
-def record_consumer_lag(metrics: Metrics, stats_json: str) -> None:
-    """Per assigned partition lag from librdkafka's statistics (log end - committed/position).
-
-    librdkafka reports -1 where it does not know yet; those partitions are left as they were.
-    """
-    try:
-        stats = json.loads(stats_json)
-    except ValueError:
-        return
-    for topic, data in stats.get("topics", {}).items():
-        for partition, pdata in data.get("partitions", {}).items():
-            lag = pdata.get("consumer_lag_stored", pdata.get("consumer_lag", -1))
-            if partition != "-1" and pdata.get("fetch_state") != "none" and lag >= 0:
-                metrics.consumer_lag.labels(topic, partition).set(lag)
 
 
 class IngestLoop:

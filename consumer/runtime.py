@@ -23,13 +23,14 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from consumer import endpoints, kafka_clients
+from consumer.batches import record_consumer_lag
 from consumer.codec import Codec
 from consumer.config import Settings
 from consumer.contracts import load_catalogue, locate_schemas_dir
 from consumer.errors import ConfigError, FatalError
 from consumer.evaluator import EvaluatorLoop
 from consumer.health import Heartbeats
-from consumer.ingest import IngestLoop, record_consumer_lag
+from consumer.ingest import IngestLoop
 from consumer.metrics import Metrics
 from consumer.migrations import pending_versions
 from consumer.relay import RelayLoop

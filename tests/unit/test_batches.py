@@ -1,4 +1,4 @@
-"""Ingest's pure parts driven with confluent-kafka's own Message objects."""
+"""What a consumed batch becomes, driven with confluent-kafka's own Message objects."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from datetime import UTC, datetime
 
 from confluent_kafka import Message
 
+from consumer.batches import dead_letter_headers, decode_batch, next_offsets, record_consumer_lag
 from consumer.codec import Codec
 from consumer.codec_errors import UnknownFramingError
 from consumer.contracts import EventType, load_catalogue, locate_schemas_dir
 from consumer.envelope import format_key
-from consumer.ingest import dead_letter_headers, decode_batch, next_offsets, record_consumer_lag
 from consumer.metrics import Metrics
 
 CODEC = Codec(load_catalogue(locate_schemas_dir({})))
