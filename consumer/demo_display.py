@@ -123,7 +123,7 @@ class Snapshot:
     duplicates: int
 
     def totals(self) -> dict[str, int]:
-        """The service's results, named like ``demo_course.Expected.totals``."""
+        """The service's results, named like ``demo_expected.Expected.totals``."""
         types = [event.event_type for event in self.received]
         return {
             "earned": self.earned,
