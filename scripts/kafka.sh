@@ -68,7 +68,14 @@ CONF
 }
 
 cluster_id() {
-  python3 -c 'import base64,uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))'
+  # A KRaft cluster id is a URL-safe base64 UUID. One that starts with '-' would be read as an
+  # option by the storage tool (1 run in 64 failed that way), so draw until it does not.
+  python3 -c 'import base64,uuid
+while True:
+    cid = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+    if not cid.startswith("-"):
+        break
+print(cid)'
 }
 
 probe_metadata() {
@@ -97,7 +104,7 @@ start() {
   rm -rf "$RUN" && mkdir -p "$RUN/data"
   write_config "$port" "$cport"
   jvm_args
-  "${JVM[@]}" kafka.tools.StorageTool format --standalone -t "$(cluster_id)" \
+  "${JVM[@]}" kafka.tools.StorageTool format --standalone --cluster-id="$(cluster_id)" \
       -c "$RUN/server.properties" > "$RUN/format.log" 2>&1 \
     || die "formatting KRaft storage failed: $(tail -n 3 "$RUN/format.log" | tr '\n' ' ')"
   local started=$SECONDS
