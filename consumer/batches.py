@@ -30,10 +30,18 @@ class Poison:
 
 
 @dataclass(frozen=True)
+class Tolerated:
+    """A record decoded from its payload although its CloudEvents headers were off."""
+
+    message: Message
+    problems: tuple[str, ...]
+
+
+@dataclass(frozen=True)
 class DecodedBatch:
     triggers: debounce.TriggerBatch
     poison: list[Poison]
-    header_problems: int
+    tolerated: list[Tolerated]
 
 
 def decode_batch(codec: Codec, messages: Sequence[Message]) -> DecodedBatch:
@@ -41,19 +49,20 @@ def decode_batch(codec: Codec, messages: Sequence[Message]) -> DecodedBatch:
     keys: list[tuple[int, int]] = []
     wide: set[int] = set()
     poison: list[Poison] = []
-    problems = 0
+    tolerated: list[Tolerated] = []
     for msg in messages:
         try:
             trigger: Trigger = read_trigger(codec, msg.value(), header_list(msg))
         except PoisonError as exc:
             poison.append(Poison(msg, exc))
             continue
-        problems += bool(trigger.header_problems)
+        if trigger.header_problems:
+            tolerated.append(Tolerated(msg, trigger.header_problems))
         if trigger.user_id is None:
             wide.add(trigger.section_id)
         else:
             keys.append((trigger.section_id, trigger.user_id))
-    return DecodedBatch(debounce.TriggerBatch.of(keys, wide), poison, problems)
+    return DecodedBatch(debounce.TriggerBatch.of(keys, wide), poison, tolerated)
 
 
 def header_list(msg: Message) -> list[tuple[str, Any]]:

@@ -34,6 +34,11 @@ log = structlog.get_logger("consumer.ingest")
 LOOP = "ingest"
 
 
+def _key_text(msg: Message) -> str:
+    """The record key for a log line: ids only by contract, cut short if it is garbage."""
+    return (msg.key() or b"")[:64].decode("utf-8", "replace")
+
+
 class IngestLoop:
     """Consumes activity topics and records triggers in the durable debounce."""
 
@@ -115,7 +120,13 @@ class IngestLoop:
             elif error.fatal():
                 raise FatalError(f"fatal Kafka consumer error: {error}")
             else:
-                log.warning("consumer_error", error=str(error), code=error.code())
+                log.warning(
+                    "consumer_error",
+                    topic=msg.topic(),
+                    partition=msg.partition(),
+                    error=str(error),
+                    code=error.code(),
+                )
         return good
 
     def _process(self, messages: list[Message]) -> None:
@@ -150,6 +161,17 @@ class IngestLoop:
                 max_wait=self._settings.max_wait_seconds,
             )
         self._dead_letter(decoded.poison, first_seen)
+        for item in decoded.tolerated:
+            msg = item.message
+            self._metrics.header_problems.labels(str(msg.topic())).inc()
+            log.debug(
+                "headers_tolerated",
+                topic=msg.topic(),
+                partition=msg.partition(),
+                offset=msg.offset(),
+                key=_key_text(msg),
+                problems=list(item.problems),
+            )
         for tp in next_offsets(messages):
             self._consumer.store_offsets(offsets=[tp])
         for msg in messages:
@@ -167,7 +189,7 @@ class IngestLoop:
                 topic=msg.topic(),
                 partition=msg.partition(),
                 offset=msg.offset(),
-                key=(msg.key() or b"")[:64].decode("utf-8", "replace"),
+                key=_key_text(msg),
                 error_class=type(item.error).__name__,
                 error=str(item.error)[:300],
             )

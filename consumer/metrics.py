@@ -33,6 +33,12 @@ class Metrics:
             ["error"],
             registry=r,
         )
+        self.header_problems = Counter(
+            "cert_consumer_header_problems_total",
+            "Records decoded from their payload although their CloudEvents headers were off.",
+            ["topic"],
+            registry=r,
+        )
         self.dlq_records = Counter(
             "cert_consumer_dlq_records_total",
             "Records written to the dead-letter topic, by source topic.",

@@ -47,6 +47,7 @@ def test_metrics_after_a_known_workload(engine, env, services, activity, outputs
     assert metric("cert_consumer_events_consumed_total", topic=topics.scores) == 5
     assert metric("cert_consumer_decode_failures_total") == 1
     assert metric("cert_consumer_dlq_records_total", topic=topics.scores) == 1
+    assert metric("cert_consumer_header_problems_total") == 0  # the producer set them right
     assert metric("cert_consumer_evaluations_total", decision="create") == 3
     assert metric("cert_consumer_evaluations_total", decision="no_change") == 1
     assert metric("cert_consumer_no_change_total", reason="completion_not_met") == 1
