@@ -83,6 +83,11 @@ class Settings:
     lease_seconds: float = _setting(
         "LEASE_SECONDS", 60.0, "A claimed key returns to the queue if not released by then."
     )
+    failed_retry_seconds: float = _setting(
+        "FAILED_RETRY_SECONDS",
+        600.0,
+        "A key whose evaluation fails on its own data is retried after this long.",
+    )
     relay_batch_size: int = _setting("RELAY_BATCH_SIZE", 500, "Outbox rows published per batch.")
     idle_sleep_seconds: float = _setting(
         "IDLE_SLEEP_SECONDS", 0.2, "How long the evaluator and relay sleep when idle."
@@ -179,6 +184,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "evaluation_batch_size": _parse_positive_int,
     "relay_batch_size": _parse_positive_int,
     "lease_seconds": _parse_float,
+    "failed_retry_seconds": _parse_float,
     "idle_sleep_seconds": _parse_float,
     "shutdown_timeout_seconds": _parse_float,
     "max_backoff_seconds": _parse_float,

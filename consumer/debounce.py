@@ -96,6 +96,16 @@ _RELEASE = sa.text(
 )
 
 
+_PARK = sa.text(
+    """
+    UPDATE cert_consumer.pending_evaluations
+    SET claimed_version = NULL, lease_until = NULL,
+        due_at = clock_timestamp() + make_interval(secs => :delay)
+    WHERE section_id = :section_id AND user_id = :user_id
+    """
+)
+
+
 @dataclass(frozen=True)
 class TriggerBatch:
     """The keys of one consumed batch, coalesced, and the sections to expand."""
@@ -164,3 +174,9 @@ def release(conn: sa.Connection, claims: Sequence[Claim]) -> None:
             "triggers": [c.triggers for c in claims],
         },
     )
+
+
+def park(conn: sa.Connection, claim: Claim, *, delay: float) -> None:
+    """Keep a key whose evaluation fails on its own data, due again after ``delay`` seconds:
+    nothing is lost, and the rest of the queue is not held up by it."""
+    conn.execute(_PARK, {"section_id": claim.section_id, "user_id": claim.user_id, "delay": delay})

@@ -87,10 +87,23 @@ class EvaluatorLoop:
         if not claims:
             return False
         started = time.perf_counter()
+        try:
+            self._evaluate(claims)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            # One bad key must not stop the others: find it by evaluating one key at a time.
+            log.warning("batch_failed_isolating", keys=len(claims), error_class=type(exc).__name__)
+            for claim in claims:
+                self._evaluate_alone(claim)
+        self._metrics.evaluation_seconds.observe(time.perf_counter() - started)
+        return True
+
+    def _evaluate(self, claims: list[debounce.Claim]) -> None:
+        """Decide and write a batch, release its keys: one transaction, all or nothing."""
         with self._engine.begin() as conn:
             result = evaluate_keys(conn, [c.key for c in claims], now=self._now())
             debounce.release(conn, claims)
-        self._metrics.evaluation_seconds.observe(time.perf_counter() - started)
         self._record(claims, result.decisions, len(result.transitions))
         for t in result.transitions:
             self._metrics.transitions.labels(t.kind.value, t.state.value).inc()
@@ -103,7 +116,25 @@ class EvaluatorLoop:
                 with_distinction=t.with_distinction,
                 event_id=str(t.event_id),
             )
-        return True
+
+    def _evaluate_alone(self, claim: debounce.Claim) -> None:
+        """Evaluate one key of a failed batch; if it fails alone, park it (kept, retried later)."""
+        try:
+            self._evaluate([claim])
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            self._metrics.evaluation_failures.inc()
+            log.error(
+                "evaluation_failed",
+                section_id=claim.section_id,
+                user_id=claim.user_id,
+                error_class=type(exc).__name__,
+                error=str(exc).splitlines()[0][:300],
+                retry_in_s=self._settings.failed_retry_seconds,
+            )
+            with self._engine.begin() as conn:
+                debounce.park(conn, claim, delay=self._settings.failed_retry_seconds)
 
     def _record(
         self,

@@ -79,6 +79,11 @@ class Metrics:
             ["kind", "state"],
             registry=r,
         )
+        self.evaluation_failures = Counter(
+            "cert_consumer_evaluation_failures_total",
+            "Keys whose evaluation failed on their own (bad data); they are parked and retried.",
+            registry=r,
+        )
         self.triggers_per_evaluation = Histogram(
             "cert_consumer_triggers_per_evaluation",
             "How many triggers one evaluation covered (debounce effectiveness).",
