@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -17,7 +17,7 @@ from confluent_kafka import Message, TopicPartition
 
 from consumer import debounce
 from consumer.codec import Codec
-from consumer.delivery import Headers
+from consumer.delivery import Headers, Outgoing
 from consumer.envelope import Trigger, read_trigger
 from consumer.errors import PoisonError
 from consumer.metrics import Metrics
@@ -107,3 +107,16 @@ def record_consumer_lag(metrics: Metrics, stats_json: str) -> None:
             lag = pdata.get("consumer_lag_stored", pdata.get("consumer_lag", -1))
             if partition != "-1" and pdata.get("fetch_state") != "none" and lag >= 0:
                 metrics.consumer_lag.labels(topic, partition).set(lag)
+
+
+TRUNCATED_VALUE_BYTES = 64 * 1024
+
+
+def truncated(outgoing: Outgoing) -> Outgoing:
+    """A dead-letter record cut to its first 64 KiB, with the original size in a header."""
+    value = outgoing.value or b""
+    headers = [
+        *outgoing.headers,
+        ("dlq.value.truncated.from.bytes", str(len(value)).encode()),
+    ]
+    return replace(outgoing, value=value[:TRUNCATED_VALUE_BYTES], headers=headers)

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 Headers = list[tuple[str, str | bytes | None]]
 _UNREPORTED = KafkaError(KafkaError._MSG_TIMED_OUT, "no delivery report")
@@ -51,6 +51,11 @@ def deliver(
                 break
             except BufferError:
                 producer.poll(0.1)  # the local queue is full: serve reports, then retry
+            except KafkaException as exc:
+                # Refused before it left (e.g. larger than message.max.bytes): that is this
+                # message's outcome, reported like a broker's refusal.
+                reports[index] = exc.args[0]
+                break
     deadline = time.monotonic() + report_timeout
     while len(reports) < len(messages) and time.monotonic() < deadline:
         producer.flush(0.5)

@@ -21,7 +21,7 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from consumer import debounce
-from consumer.batches import Poison, dead_letter_headers, decode_batch, next_offsets
+from consumer.batches import Poison, dead_letter_headers, decode_batch, next_offsets, truncated
 from consumer.codec import Codec
 from consumer.config import Settings
 from consumer.delivery import Outgoing, deliver
@@ -32,6 +32,10 @@ from consumer.retry import Backoff, is_transient
 
 log = structlog.get_logger("consumer.ingest")
 LOOP = "ingest"
+
+
+def _too_large(err: KafkaError | None) -> bool:
+    return err is not None and err.code() == KafkaError.MSG_SIZE_TOO_LARGE
 
 
 def _key_text(msg: Message) -> str:
@@ -202,9 +206,14 @@ class IngestLoop:
             )
             for item in poison
         ]
-        outcome = deliver(
-            self._dlq, outgoing, report_timeout=report_timeout_seconds(self._settings)
-        )
+        timeout = report_timeout_seconds(self._settings)
+        outcome = deliver(self._dlq, outgoing, report_timeout=timeout)
+        too_large = [o for o, err in zip(outgoing, outcome, strict=True) if _too_large(err)]
+        if too_large:
+            # A record the dead-letter topic refuses for its size would block the partition
+            # forever: keep its head instead, and say so in a header.
+            outcome = [err for err in outcome if not _too_large(err)]
+            outcome += deliver(self._dlq, [truncated(o) for o in too_large], report_timeout=timeout)
         failures = [str(err) for err in outcome if err is not None]
         if failures:
             raise TransientError(f"dead-letter delivery failed: {failures[:3]}")

@@ -292,3 +292,30 @@ def test_relay_backs_off_while_a_topic_is_missing_and_delivers_once_it_exists(
         assert service.terminate() == 0
     finally:
         admin.delete_topics([missing])[missing].result(30)
+
+
+def test_a_poison_record_too_big_for_the_dlq_is_truncated_not_stuck(
+    engine, env, services, activity, outputs, topics, kafka_bootstrap
+) -> None:
+    small_dlq = f"dlq-small-{uuid.uuid4().hex[:8]}"
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    limited = NewTopic(small_dlq, 1, 1, config={"max.message.bytes": "70000"})
+    admin.create_topics([limited])[small_dlq].result(30)
+    env["CERT_CONSUMER_DLQ_TOPIC"] = small_dlq
+    with engine.begin() as conn:
+        seed_section(conn, 12, [121])
+        pass_completion(conn, 12, 121)
+    try:
+        service = services(env)
+        activity.raw(topics.scores, b"\x00" + b"\xff" * 200_000, key=b"12:121")
+        activity.score(12, 121)
+        activity.flush()
+        outputs.read_until(1)  # the good record behind the poison one was processed
+        (record,) = read_raw(kafka_bootstrap, small_dlq, 1)
+        headers = dict(record.headers())
+        assert len(record.value()) == 64 * 1024
+        assert headers["dlq.value.truncated.from.bytes"] == b"200001"
+        assert headers["dlq.error.class"] == b"UnknownSchemaError"
+        assert service.terminate() == 0
+    finally:
+        admin.delete_topics([small_dlq])[small_dlq].result(30)

@@ -5,12 +5,20 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
-from confluent_kafka import Message
+from confluent_kafka import KafkaError, Message, Producer
 
-from consumer.batches import dead_letter_headers, decode_batch, next_offsets, record_consumer_lag
+from consumer.batches import (
+    TRUNCATED_VALUE_BYTES,
+    dead_letter_headers,
+    decode_batch,
+    next_offsets,
+    record_consumer_lag,
+    truncated,
+)
 from consumer.codec import Codec
 from consumer.codec_errors import UnknownFramingError
 from consumer.contracts import EventType, load_catalogue, locate_schemas_dir
+from consumer.delivery import Outgoing, deliver
 from consumer.envelope import format_key
 from consumer.metrics import Metrics
 
@@ -103,3 +111,20 @@ def test_consumer_lag_comes_from_librdkafka_statistics() -> None:
         sample("cert_consumer_consumer_lag_messages", {"topic": "scores", "partition": "1"}) is None
     )
     record_consumer_lag(metrics, "not json")  # ignored, not raised
+
+
+def test_an_oversized_dead_letter_record_is_cut_with_a_note() -> None:
+    big = Outgoing("dlq", b"x" * 200_000, b"1:1", [("ce_id", b"e1")])
+    cut = truncated(big)
+    assert cut.value == b"x" * TRUNCATED_VALUE_BYTES
+    assert cut.headers == [("ce_id", b"e1"), ("dlq.value.truncated.from.bytes", b"200000")]
+
+
+def test_a_message_refused_before_sending_is_reported_not_raised() -> None:
+    producer = Producer({"bootstrap.servers": "127.0.0.1:9", "message.max.bytes": 1000})
+    try:
+        (outcome,) = deliver(producer, [Outgoing("t", b"x" * 5000, None, [])], report_timeout=1)
+    finally:
+        producer.purge()
+    assert outcome is not None
+    assert outcome.code() == KafkaError.MSG_SIZE_TOO_LARGE
