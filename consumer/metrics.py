@@ -106,6 +106,11 @@ class Metrics:
             ["event_type"],
             registry=r,
         )
+        self.unpublishable = Counter(
+            "cert_consumer_outbox_set_aside_total",
+            "Outbox events that can never be encoded, set aside with their error.",
+            registry=r,
+        )
         self.publish_failures = Counter(
             "cert_consumer_relay_publish_failures_total",
             "Output events whose delivery failed (they are retried).",

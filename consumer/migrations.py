@@ -53,6 +53,14 @@ MIGRATIONS: tuple[Migration, ...] = (
                 WHERE published_at IS NULL""",
         ),
     ),
+    Migration(
+        2,
+        "outbox events set aside",
+        (
+            f"ALTER TABLE {SCHEMA}.outbox ADD COLUMN failed_at timestamptz",
+            f"ALTER TABLE {SCHEMA}.outbox ADD COLUMN error text",
+        ),
+    ),
 )
 
 

@@ -48,4 +48,7 @@ outbox = sa.Table(
     sa.Column("payload", pg.JSONB, nullable=False),
     sa.Column("created_at", _tstz, nullable=False, server_default=sa.func.now()),
     sa.Column("published_at", _tstz),
+    # Set by the relay for an event that can never be encoded; it is then skipped.
+    sa.Column("failed_at", _tstz),
+    sa.Column("error", sa.Text),
 )

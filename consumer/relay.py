@@ -20,6 +20,7 @@ import structlog
 from confluent_kafka import Producer
 
 from consumer.codec import Codec
+from consumer.codec_errors import EncodeError
 from consumer.config import Settings
 from consumer.contracts import EventType
 from consumer.delivery import Outgoing, deliver
@@ -37,7 +38,7 @@ SOURCE = "urn:oli:torus:certificate-consumer"
 _UNPUBLISHED = sa.text(
     """
     SELECT id, event_type, payload, created_at FROM cert_consumer.outbox
-    WHERE published_at IS NULL ORDER BY id LIMIT :limit
+    WHERE published_at IS NULL AND failed_at IS NULL ORDER BY id LIMIT :limit
     """
 )
 _MARK = sa.text(
@@ -48,8 +49,11 @@ _BACKLOG = sa.text(
     """
     SELECT count(*) AS backlog,
            coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0) AS oldest
-    FROM cert_consumer.outbox WHERE published_at IS NULL
+    FROM cert_consumer.outbox WHERE published_at IS NULL AND failed_at IS NULL
     """
+)
+_FAIL = sa.text(
+    "UPDATE cert_consumer.outbox SET failed_at = clock_timestamp(), error = :error WHERE id = :id"
 )
 
 
@@ -144,14 +148,37 @@ class RelayLoop:
         if not rows:
             return False
         started = time.perf_counter()
-        published = self._publish(rows)
+        ready = self._encode_or_set_aside(conn, rows)
+        published = self._publish(ready) if ready else []
         if published:
             conn.execute(_MARK, {"ids": published})
             conn.commit()
         self._metrics.batch_seconds.labels(LOOP).observe(time.perf_counter() - started)
-        if not published:
+        if ready and not published:
             raise TransientError("no outbox event of the batch was delivered")
         return True
+
+    def _encode_or_set_aside(
+        self, conn: sa.Connection, rows: list[sa.Row[Any]]
+    ) -> list[tuple[sa.Row[Any], Outgoing]]:
+        """Encode each row; a row that can never be encoded (a payload edited by hand, a bug)
+        is set aside with its error instead of stopping every student's certificate mail."""
+        ready = []
+        for row in rows:
+            try:
+                ready.append((row, self._outgoing(row)))
+            except (EncodeError, KeyError, ValueError, TypeError) as exc:
+                self._metrics.unpublishable.inc()
+                log.error(
+                    "outbox_event_set_aside",
+                    outbox_id=row.id,
+                    event_type=row.event_type,
+                    error_class=type(exc).__name__,
+                    error=str(exc)[:300],
+                )
+                conn.execute(_FAIL, {"id": row.id, "error": f"{type(exc).__name__}: {exc}"[:2000]})
+                conn.commit()
+        return ready
 
     def _outgoing(self, row: sa.Row[Any]) -> Outgoing:
         event_type = EventType(row.event_type)
@@ -165,16 +192,16 @@ class RelayLoop:
         )
         return Outgoing(message.topic, message.value, message.key, list(message.headers))
 
-    def _publish(self, rows: list[sa.Row[Any]]) -> list[int]:
+    def _publish(self, ready: list[tuple[sa.Row[Any], Outgoing]]) -> list[int]:
         """Produce every row; return the ids delivered before the first failure, so per-key
         order holds (the failed row and those after it are published again, in order)."""
         outcome = deliver(
             self._producer,
-            [self._outgoing(row) for row in rows],
+            [outgoing for _, outgoing in ready],
             report_timeout=report_timeout_seconds(self._settings),
         )
         delivered: list[int] = []
-        for row, err in zip(rows, outcome, strict=True):
+        for (row, _), err in zip(ready, outcome, strict=True):
             if err is not None:
                 self._metrics.publish_failures.inc()
                 log.warning("publish_failed", outbox_id=row.id, error=str(err))

@@ -319,3 +319,30 @@ def test_a_poison_record_too_big_for_the_dlq_is_truncated_not_stuck(
         assert service.terminate() == 0
     finally:
         admin.delete_topics([small_dlq])[small_dlq].result(30)
+
+
+def test_an_unencodable_outbox_event_is_set_aside_and_the_rest_published(
+    engine, env, services, activity, outputs
+) -> None:
+    with engine.begin() as conn:
+        seed_section(conn, 13, [131])
+        pass_completion(conn, 13, 131)
+        conn.execute(  # e.g. a payload edited by hand: no student
+            sa.insert(outbox).values(
+                event_id=uuid.uuid4(),
+                event_type="certificate_granted",
+                message_key="13:999",
+                payload={"section_id": 13, "issued_at": "2026-11-25T00:00:00+00:00"},
+            )
+        )
+    service = services(env)
+    activity.score(13, 131)
+    activity.flush()
+    (record,) = [r for _, r, _ in outputs.read_until(1)]
+    assert record["student"]["user_id"] == 131
+    with engine.connect() as conn:
+        bad = conn.execute(sa.select(outbox).where(outbox.c.message_key == "13:999")).one()
+    assert bad.published_at is None and bad.failed_at is not None
+    assert bad.error.startswith("EncodeError")
+    assert service.metric("cert_consumer_outbox_set_aside_total") == 1
+    assert service.terminate() == 0
