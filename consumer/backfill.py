@@ -22,7 +22,7 @@ import sqlalchemy as sa
 import structlog
 
 from consumer import debounce
-from consumer.torus import enrollments, enrollments_context_roles, sections
+from consumer.torus import enrolled_learners, enrollments, sections
 
 log = structlog.get_logger("consumer.backfill")
 DEFAULT_CHUNK_SECTIONS = 50
@@ -78,17 +78,8 @@ def select_sections(conn: sa.Connection, section_id: int | None) -> list[int]:
 def count_learners(conn: sa.Connection, section_ids: Sequence[int]) -> int:
     """Distinct (section, user) keys a section-wide trigger expands to: the same filter as the
     debounce's expansion (enrolled, learner role)."""
-    e, r = enrollments, enrollments_context_roles
     keys = (
-        sa.select(e.c.section_id, e.c.user_id)
-        .join(r, r.c.enrollment_id == e.c.id)
-        .where(
-            e.c.section_id.in_(section_ids),
-            e.c.status == "enrolled",
-            r.c.context_role_id == debounce.LEARNER_ROLE,
-        )
-        .distinct()
-        .subquery()
+        enrolled_learners().where(enrollments.c.section_id.in_(section_ids)).distinct().subquery()
     )
     return int(conn.execute(sa.select(sa.func.count()).select_from(keys)).scalar_one())
 

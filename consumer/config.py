@@ -234,16 +234,16 @@ def load_settings(
     settings = Settings(**values)
     database_given = bool(settings.database_url) or PREFIX + "DATABASE_URL" in environ
     problems.extend(
-        _cross_checks(settings, require_database=require_database and not database_given)
+        _cross_checks(settings, database_missing=require_database and not database_given)
     )
     if problems:
         raise ConfigError(problems)
     return settings
 
 
-def _cross_checks(settings: Settings, *, require_database: bool) -> list[str]:
+def _cross_checks(settings: Settings, *, database_missing: bool) -> list[str]:
     problems = []
-    if require_database:
+    if database_missing:
         problems.append(f"{PREFIX}DATABASE_URL is required (postgresql+psycopg://user@host/db)")
     if settings.max_wait_seconds < settings.quiet_window_seconds:
         problems.append(

@@ -20,8 +20,7 @@ from dataclasses import dataclass
 import sqlalchemy as sa
 
 from consumer.facts import Key
-
-LEARNER_ROLE = 4
+from consumer.torus import LEARNER_ROLE
 
 _UPSERT = sa.text(
     """

@@ -19,9 +19,10 @@ from sqlalchemy.dialects.postgresql import ARRAY
 
 from consumer import model
 from consumer.torus import (
+    PAGE_RESOURCE_TYPE,
     certificates,
+    enrolled_learners,
     enrollments,
-    enrollments_context_roles,
     granted_certificates,
     posts,
     resource_accesses,
@@ -30,9 +31,6 @@ from consumer.torus import (
 )
 
 Key = tuple[int, int]  # (section_id, user_id)
-
-PAGE_RESOURCE_TYPE = 1
-LEARNER_ROLE = 4
 
 
 @functools.lru_cache(maxsize=65536)
@@ -128,22 +126,8 @@ def _load_certificates(
 
 def _load_enrolled(conn: sa.Connection, keys: Sequence[Key]) -> set[Key]:
     k = keys_table(keys)
-    query = (
-        sa.select(enrollments.c.section_id, enrollments.c.user_id)
-        .join(
-            k,
-            sa.and_(
-                enrollments.c.section_id == k.c.section_id, enrollments.c.user_id == k.c.user_id
-            ),
-        )
-        .join(
-            enrollments_context_roles,
-            enrollments_context_roles.c.enrollment_id == enrollments.c.id,
-        )
-        .where(
-            enrollments.c.status == "enrolled",
-            enrollments_context_roles.c.context_role_id == LEARNER_ROLE,
-        )
+    query = enrolled_learners().join(
+        k, sa.and_(enrollments.c.section_id == k.c.section_id, enrollments.c.user_id == k.c.user_id)
     )
     return {(row.section_id, row.user_id) for row in conn.execute(query)}
 

@@ -13,6 +13,7 @@ partitions revoked during a retry are dropped from the batch (their new owner re
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -68,6 +69,7 @@ class IngestLoop:
         self._stop = stop
         self._beat = beat
         self._set_ready = set_ready
+        self._report_timeout = report_timeout_seconds(settings)
         self._revoked: set[tuple[str, int]] = set()
         self._paused = False
 
@@ -176,8 +178,7 @@ class IngestLoop:
                 key=_key_text(msg),
                 problems=list(item.problems),
             )
-        for tp in next_offsets(messages):
-            self._consumer.store_offsets(offsets=[tp])
+        self._consumer.store_offsets(offsets=next_offsets(messages))
         for msg in messages:
             self._metrics.events_consumed.labels(str(msg.topic())).inc()
 
@@ -206,7 +207,7 @@ class IngestLoop:
             )
             for item in poison
         ]
-        timeout = report_timeout_seconds(self._settings)
+        timeout = self._report_timeout
         outcome = deliver(self._dlq, outgoing, report_timeout=timeout)
         too_large = [o for o, err in zip(outgoing, outcome, strict=True) if _too_large(err)]
         if too_large:
@@ -235,25 +236,20 @@ class IngestLoop:
 
     def _service_group_for(self, seconds: float) -> bool:
         """Keep the group membership alive while waiting; False if asked to stop."""
-        deadline = threading.Event()
-        timer = threading.Timer(seconds, deadline.set)
-        timer.start()
-        try:
-            while not deadline.is_set():
-                if self._stop.is_set():
-                    return False
-                for msg in self._consumer.consume(1, timeout=0.2):
-                    # Paused partitions deliver nothing, but a partition assigned meanwhile
-                    # might: put it back, it will be read again after the retry.
-                    if msg.error() is None:
-                        self._consumer.seek(
-                            TopicPartition(
-                                str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0)
-                            )
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if self._stop.is_set():
+                return False
+            for msg in self._consumer.consume(1, timeout=0.2):
+                # Paused partitions deliver nothing, but a partition assigned meanwhile
+                # might: put it back, it will be read again after the retry.
+                if msg.error() is None:
+                    self._consumer.seek(
+                        TopicPartition(
+                            str(msg.topic()), int(msg.partition() or 0), int(msg.offset() or 0)
                         )
-                self._beat()
-        finally:
-            timer.cancel()
+                    )
+            self._beat()
         return True
 
     def _close(self) -> None:

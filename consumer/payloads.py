@@ -13,10 +13,15 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from consumer.torus import enrollments, enrollments_context_roles, sections, users
+from consumer.torus import (
+    CONTENT_DEVELOPER_ROLE,
+    INSTRUCTOR_ROLE,
+    enrollments,
+    enrollments_context_roles,
+    sections,
+    users,
+)
 
-INSTRUCTOR_ROLE = 3
-CONTENT_DEVELOPER_ROLE = 2
 COMPLETION_LABEL = "Certificate of Completion"
 DISTINCTION_LABEL = "Certificate with Distinction"
 

@@ -85,6 +85,7 @@ class RelayLoop:
         self._metrics = metrics
         self._stop = stop
         self._beat = beat
+        self._report_timeout = report_timeout_seconds(settings)
         self._conn: sa.Connection | None = None
         self._gauges_at = 0.0
         self._topics = {
@@ -198,7 +199,7 @@ class RelayLoop:
         outcome = deliver(
             self._producer,
             [outgoing for _, outgoing in ready],
-            report_timeout=report_timeout_seconds(self._settings),
+            report_timeout=self._report_timeout,
         )
         delivered: list[int] = []
         for (row, _), err in zip(ready, outcome, strict=True):

@@ -14,7 +14,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
 
@@ -41,7 +41,7 @@ log = structlog.get_logger("consumer.runtime")
 @dataclass
 class LoopThread:
     name: str
-    thread: threading.Thread
+    thread: threading.Thread = field(init=False)
     failure: BaseException | None = None
 
 
@@ -159,7 +159,7 @@ class Service:
                 # librdkafka validates properties when a client is made: a typo in a
                 # pass-through property is a configuration error, reported as such.
                 raise ConfigError([f"librdkafka rejected the configuration: {exc}"]) from exc
-            entry = LoopThread(role, threading.Thread(name=role, daemon=True))
+            entry = LoopThread(role)
             entry.thread = threading.Thread(
                 target=self._supervised, args=(entry, run), name=role, daemon=True
             )

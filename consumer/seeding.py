@@ -13,7 +13,8 @@ import sqlalchemy as sa
 
 from consumer import torus
 
-LEARNER, INSTRUCTOR, CONTENT_DEVELOPER = 4, 3, 2
+LEARNER, INSTRUCTOR = torus.LEARNER_ROLE, torus.INSTRUCTOR_ROLE
+CONTENT_DEVELOPER = torus.CONTENT_DEVELOPER_ROLE
 
 
 @dataclass(frozen=True)
@@ -121,7 +122,7 @@ def add_pages(
             {
                 "section_id": section_id,
                 "resource_id": rid,
-                "resource_type_id": 1,
+                "resource_type_id": torus.PAGE_RESOURCE_TYPE,
                 "graded": graded,
                 "hidden": hidden,
             }

@@ -12,6 +12,10 @@ from sqlalchemy.dialects import postgresql as pg
 
 metadata = sa.MetaData(schema="public")
 
+# enrollments_context_roles.context_role_id values, and the page resource type.
+CONTENT_DEVELOPER_ROLE, INSTRUCTOR_ROLE, LEARNER_ROLE = 2, 3, 4
+PAGE_RESOURCE_TYPE = 1
+
 _string = sa.String(255)
 _timestamp = sa.DateTime(timezone=False)
 
@@ -151,6 +155,17 @@ posts = sa.Table(
     sa.Column("inserted_at", _timestamp, nullable=False, server_default=sa.func.now()),
     sa.Index("posts_section_id_user_id_index", "section_id", "user_id"),
 )
+
+
+def enrolled_learners() -> sa.Select[tuple[int, int]]:
+    """(section_id, user_id) of every 'enrolled' enrollment with the learner role: who the
+    service evaluates. Callers narrow it to their sections or keys."""
+    e, r = enrollments, enrollments_context_roles
+    return (
+        sa.select(e.c.section_id, e.c.user_id)
+        .join(r, r.c.enrollment_id == e.c.id)
+        .where(e.c.status == "enrolled", r.c.context_role_id == LEARNER_ROLE)
+    )
 
 
 def create_torus_tables(connection: sa.Connection) -> None:
