@@ -1,5 +1,6 @@
-"""What one consumed batch becomes: coalesced triggers, poison records with their dead-letter
-headers, the offsets to store once the batch is durable, and the lag librdkafka reports.
+"""What one consumed batch becomes: coalesced triggers, poison records (their dead-letter copies
+are ``consumer.dead_letters``'), the offsets to store once the batch is durable, and the lag
+librdkafka reports.
 
 Pure functions over confluent-kafka ``Message`` objects (unit-tested with real ones); the ingest
 loop owns the I/O around them.
@@ -8,18 +9,17 @@ loop owns the I/O around them.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from datetime import datetime
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 
 from confluent_kafka import Message, TopicPartition
 
 from consumer import debounce
 from consumer.codec import Codec
-from consumer.delivery import Headers, Outgoing
+from consumer.contracts import EventType
+from consumer.dead_letters import header_list
 from consumer.envelope import Trigger, read_trigger
-from consumer.errors import PoisonError
+from consumer.errors import PoisonError, TransientError, UnexpectedRecordError
 from consumer.metrics import Metrics
 
 
@@ -44,44 +44,46 @@ class DecodedBatch:
     tolerated: list[Tolerated]
 
 
-def decode_batch(codec: Codec, messages: Sequence[Message]) -> DecodedBatch:
-    """Turn records into coalesced triggers; undecodable ones become poison, not failures."""
+def decode_batch(
+    codec: Codec, messages: Sequence[Message], accepted: Mapping[str, frozenset[EventType]]
+) -> DecodedBatch:
+    """Turn records into coalesced triggers; a record that cannot be one becomes poison.
+
+    ``accepted`` maps each input topic to the event types it may carry. Only a transient
+    failure (the registry is down) escapes, and it fails the whole batch, which is retried.
+    """
     keys: list[tuple[int, int]] = []
     wide: set[int] = set()
     poison: list[Poison] = []
     tolerated: list[Tolerated] = []
     for msg in messages:
-        try:
-            trigger: Trigger = read_trigger(codec, msg.value(), header_list(msg))
-        except PoisonError as exc:
-            poison.append(Poison(msg, exc))
+        outcome = classify(codec, msg, accepted.get(str(msg.topic()), frozenset()))
+        if isinstance(outcome, Poison):
+            poison.append(outcome)
             continue
-        if trigger.header_problems:
-            tolerated.append(Tolerated(msg, trigger.header_problems))
-        if trigger.user_id is None:
-            wide.add(trigger.section_id)
+        if outcome.header_problems:
+            tolerated.append(Tolerated(msg, outcome.header_problems))
+        if outcome.user_id is None:
+            wide.add(outcome.section_id)
         else:
-            keys.append((trigger.section_id, trigger.user_id))
+            keys.append((outcome.section_id, outcome.user_id))
     return DecodedBatch(debounce.TriggerBatch.of(keys, wide), poison, tolerated)
 
 
-def header_list(msg: Message) -> list[tuple[str, Any]]:
-    """A record's headers as (name, value) pairs, however the client handed them over."""
-    headers = msg.headers() or []
-    return list(headers.items()) if isinstance(headers, dict) else list(headers)
+def classify(codec: Codec, msg: Message, accepted: frozenset[EventType]) -> Trigger | Poison:
+    """One record as a trigger or as poison: the per-record boundary of the ingest.
 
-
-def dead_letter_headers(msg: Message, error: PoisonError, first_seen: datetime) -> Headers:
-    """The original headers plus where the record came from and why it was rejected."""
-    return [
-        *header_list(msg),
-        ("dlq.source.topic", str(msg.topic()).encode()),
-        ("dlq.source.partition", str(msg.partition()).encode()),
-        ("dlq.source.offset", str(msg.offset()).encode()),
-        ("dlq.error.class", type(error).__name__.encode()),
-        ("dlq.error.message", str(error)[:1000].encode()),
-        ("dlq.first.seen", first_seen.isoformat().encode()),
-    ]
+    Whatever one record makes our code raise ends here as that record's poison, never as the
+    loop's failure; only a transient error (retry the batch) passes.
+    """
+    try:
+        return read_trigger(codec, msg.value(), header_list(msg), key=msg.key(), accepted=accepted)
+    except PoisonError as exc:
+        return Poison(msg, exc)
+    except TransientError:
+        raise
+    except Exception as exc:  # the per-record boundary: classified, never fatal
+        return Poison(msg, UnexpectedRecordError(exc))
 
 
 def next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
@@ -107,16 +109,3 @@ def record_consumer_lag(metrics: Metrics, stats_json: str) -> None:
             lag = pdata.get("consumer_lag_stored", pdata.get("consumer_lag", -1))
             if partition != "-1" and pdata.get("fetch_state") != "none" and lag >= 0:
                 metrics.consumer_lag.labels(topic, partition).set(lag)
-
-
-TRUNCATED_VALUE_BYTES = 64 * 1024
-
-
-def truncated(outgoing: Outgoing) -> Outgoing:
-    """A dead-letter record cut to its first 64 KiB, with the original size in a header."""
-    value = outgoing.value or b""
-    headers = [
-        *outgoing.headers,
-        ("dlq.value.truncated.from.bytes", str(len(value)).encode()),
-    ]
-    return replace(outgoing, value=value[:TRUNCATED_VALUE_BYTES], headers=headers)

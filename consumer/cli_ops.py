@@ -61,7 +61,7 @@ def _add_replay(subparsers: Subparsers) -> None:
         "--topic",
         action="append",
         default=[],
-        help="topic to move (repeatable; default: CERT_CONSUMER_INPUT_TOPICS)",
+        help="topic to move (repeatable; default: the input topics)",
     )
     replay.add_argument("--execute", action="store_true", help="commit the plan's offsets")
     replay.add_argument("--json", action="store_true", help="print the plan as JSON")

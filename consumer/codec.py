@@ -18,7 +18,7 @@ from __future__ import annotations
 import io
 import json
 import struct
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -113,22 +113,19 @@ class Codec:
         """The schemas this codec reads into and writes with."""
         return self._catalogue
 
-    def decode(self, value: bytes | None, *, expected: EventType | None = None) -> Decoded:
-        """Decode one value; ``expected`` rejects records of any other event type."""
+    def decode(
+        self, value: bytes | None, *, accepted: Collection[EventType] | None = None
+    ) -> Decoded:
+        """Decode one value; ``accepted`` rejects records of any other event type, before
+        their body is read."""
         data = value or b""
         framing, writer, body_start = self._writer_of(data)
-        if expected is not None and writer.event_type is not expected:
-            raise WrongEventTypeError(framing, expected, writer.event_type)
-        buffer = io.BytesIO(data)
-        buffer.seek(body_start)
-        try:
-            record = schemaless_reader(buffer, writer.schema, writer.reader)
-        except _AVRO_BODY_ERRORS as exc:
-            raise InvalidPayloadError(framing, writer.event_type, _describe(exc)) from exc
-        left_over = len(data) - buffer.tell()
-        if left_over or not isinstance(record, dict):
-            reason = f"{left_over} bytes left over after the record"
-            raise InvalidPayloadError(framing, writer.event_type, reason)
+        if accepted is not None and writer.event_type not in accepted:
+            raise WrongEventTypeError(framing, tuple(accepted), writer.event_type)
+        body = memoryview(data)[body_start:]
+        record = _read_canonical(body, writer, framing)
+        if writer.reader is not None:
+            record = _read(body, writer, framing, resolve=True)
         return Decoded(writer.event_type, writer.version, framing, record)
 
     def encode(
@@ -242,6 +239,39 @@ class Codec:
         latest = self._catalogue.latest(event_type)
         same = version == latest.version
         return _Writer(event_type, version, schema, None if same else latest.schema)
+
+
+def _read(body: memoryview, writer: _Writer, framing: Framing, *, resolve: bool) -> dict[str, Any]:
+    """The record in ``body``, in the writer's shape or resolved into the reader's."""
+    buffer = io.BytesIO(body)
+    try:
+        record = schemaless_reader(buffer, writer.schema, writer.reader if resolve else None)
+    except _AVRO_BODY_ERRORS as exc:
+        raise InvalidPayloadError(framing, writer.event_type, _describe(exc)) from exc
+    left_over = len(body) - buffer.tell()
+    if left_over or not isinstance(record, dict):
+        reason = f"{left_over} bytes left over after the record"
+        raise InvalidPayloadError(framing, writer.event_type, reason)
+    return record
+
+
+def _read_canonical(body: memoryview, writer: _Writer, framing: Framing) -> dict[str, Any]:
+    """The writer-shaped record, refused unless ``body`` is exactly its canonical encoding.
+
+    fastavro accepts varints longer than ten bytes and wraps the ones that overflow, so an
+    over-long id could decode as some other, valid-looking id. Re-encoding is about a
+    microsecond and leaves no such encoding (nor any other ambiguity of the bytes) through.
+    """
+    record = _read(body, writer, framing, resolve=False)
+    again = io.BytesIO()
+    try:
+        schemaless_writer(again, writer.schema, record)
+    except (ValueError, TypeError, OverflowError) as exc:
+        raise InvalidPayloadError(framing, writer.event_type, _describe(exc)) from exc
+    if again.getbuffer() != body:
+        reason = "not the canonical Avro encoding (an over-long varint or a padded value)"
+        raise InvalidPayloadError(framing, writer.event_type, reason)
+    return record
 
 
 def call_registry(operation: str, request: Callable[[], T]) -> T:

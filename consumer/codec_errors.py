@@ -90,10 +90,13 @@ class IncompatibleSchemaError(CodecError):
 
 
 class WrongEventTypeError(CodecError):
-    """A well-formed ``actual`` record where only ``expected`` belongs (e.g. on this topic)."""
+    """A well-formed ``actual`` record where only the ``expected`` types belong (its topic's)."""
 
-    def __init__(self, framing: Framing, expected: EventType, actual: EventType) -> None:
-        super().__init__(f"expected {expected.value}, got {actual.value}", framing=framing)
+    def __init__(
+        self, framing: Framing, expected: tuple[EventType, ...], actual: EventType
+    ) -> None:
+        names = " or ".join(sorted(e.value for e in expected)) or "nothing"
+        super().__init__(f"expected {names}, got {actual.value}", framing=framing)
         self.expected = expected
         self.actual = actual
 

@@ -24,6 +24,12 @@ KAFKA_PREFIX = PREFIX + "KAFKA_"
 _LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 _LOG_FORMATS = ("auto", "json", "console")
 _ROLES = ("ingest", "evaluate", "relay")
+_GROUP_PROTOCOLS = ("consumer", "classic")
+# Variables that no longer exist, and what replaced them: set, they are an error, not ignored.
+_REPLACED = {
+    "INPUT_TOPICS": "CERT_CONSUMER_SCORES_TOPIC, CERT_CONSUMER_POSTS_TOPIC and "
+    "CERT_CONSUMER_SETTINGS_TOPIC (one topic per event type, so a topic accepts only its own)",
+}
 # Settings below that are not librdkafka properties although they start with KAFKA_.
 _RESERVED_KAFKA_NAMES = {"BOOTSTRAP_SERVERS"}
 
@@ -43,14 +49,31 @@ class Settings:
         "KAFKA_BOOTSTRAP_SERVERS", "localhost:9092", "Kafka bootstrap servers."
     )
     group_id: str = _setting("GROUP_ID", "cert-consumer", "Kafka consumer group of the ingest.")
-    input_topics: tuple[str, ...] = _setting(
-        "INPUT_TOPICS",
-        (
-            EventType.PAGE_SCORE_UPDATED.default_topic,
-            EventType.POST_CREATED.default_topic,
-            EventType.CERTIFICATE_SETTINGS_CHANGED.default_topic,
-        ),
-        "Comma-separated activity topics to consume.",
+    group_protocol: str = _setting(
+        "GROUP_PROTOCOL",
+        "consumer",
+        "Consumer group protocol: consumer (KIP-848, Kafka 4) or classic (cooperative-sticky).",
+    )
+    group_instance_id: str = _setting(
+        "GROUP_INSTANCE_ID",
+        "",
+        "Static group membership id, unique per process (the pod name); empty = dynamic.",
+    )
+    scores_topic: str = _setting(
+        "SCORES_TOPIC",
+        EventType.PAGE_SCORE_UPDATED.default_topic,
+        "Input topic of page_score_updated events only; empty = not consumed.",
+    )
+    posts_topic: str = _setting(
+        "POSTS_TOPIC",
+        EventType.POST_CREATED.default_topic,
+        "Input topic of post_created events only; empty = not consumed.",
+    )
+    settings_topic: str = _setting(
+        "SETTINGS_TOPIC",
+        EventType.CERTIFICATE_SETTINGS_CHANGED.default_topic,
+        "Input topic of certificate_settings_changed events only (the one event that fans "
+        "out to a whole section); empty = not consumed.",
     )
     granted_topic: str = _setting(
         "GRANTED_TOPIC",
@@ -116,6 +139,24 @@ class Settings:
     )
     kafka_properties: Mapping[str, str] = field(default_factory=dict)
 
+    @property
+    def accepted_types(self) -> Mapping[str, frozenset[EventType]]:
+        """Each input topic and the only event types it may carry (ADR 0008)."""
+        accepted: dict[str, set[EventType]] = {}
+        for topic, event_type in (
+            (self.scores_topic, EventType.PAGE_SCORE_UPDATED),
+            (self.posts_topic, EventType.POST_CREATED),
+            (self.settings_topic, EventType.CERTIFICATE_SETTINGS_CHANGED),
+        ):
+            if topic:
+                accepted.setdefault(topic, set()).add(event_type)
+        return {topic: frozenset(types) for topic, types in accepted.items()}
+
+    @property
+    def input_topics(self) -> tuple[str, ...]:
+        """The topics ingest subscribes to."""
+        return tuple(self.accepted_types)
+
 
 def _parse_float(raw: str) -> float:
     value = float(raw)
@@ -177,7 +218,7 @@ def _parse_database_url(raw: str) -> str:
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "database_url": _parse_database_url,
-    "input_topics": _parse_list,
+    "group_protocol": _parse_choice(_GROUP_PROTOCOLS),
     "quiet_window_seconds": _parse_float,
     "max_wait_seconds": _parse_float,
     "consume_batch_size": _parse_positive_int,
@@ -229,6 +270,11 @@ def load_settings(
         except ValueError as exc:
             shown = "<hidden>" if spec.name == "database_url" else repr(raw)
             problems.append(f"{PREFIX}{env}={shown}: {exc}")
+    problems.extend(
+        f"{PREFIX}{name} is no longer read; use {instead}"
+        for name, instead in _REPLACED.items()
+        if PREFIX + name in environ
+    )
     values.update({k: v for k, v in overrides.items() if v is not None})
     values["kafka_properties"] = kafka_passthrough(environ)
     settings = Settings(**values)
@@ -250,6 +296,18 @@ def _cross_checks(settings: Settings, *, database_missing: bool) -> list[str]:
             f"{PREFIX}MAX_WAIT_SECONDS ({settings.max_wait_seconds}) must be >= "
             f"{PREFIX}QUIET_WINDOW_SECONDS ({settings.quiet_window_seconds})"
         )
+    if "ingest" in settings.roles and not settings.input_topics:
+        problems.append(
+            f"{PREFIX}SCORES_TOPIC, POSTS_TOPIC and SETTINGS_TOPIC are all empty: "
+            "the ingest role has nothing to consume"
+        )
+    outputs = {settings.granted_topic, settings.approval_topic, settings.dlq_topic}
+    problems.extend(
+        f"input topic {topic!r} is also an output or dead-letter topic; consuming our own "
+        "output is never right"
+        for topic in settings.input_topics
+        if topic in outputs
+    )
     return problems
 
 

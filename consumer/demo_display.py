@@ -21,8 +21,8 @@ from rich.live import Live
 from rich.table import Table
 from rich.text import Text
 
-from consumer.batches import header_list
 from consumer.codec import Codec
+from consumer.dead_letters import header_list
 from consumer.envelope import parse_headers
 from consumer.errors import FatalError
 

@@ -1,8 +1,11 @@
 """The Kafka message around an Avro value: CloudEvents binary-mode headers and the record key.
 
-Inputs: :func:`read_trigger` turns a consumed (value, headers) into a :class:`Trigger`. The
-payload's schema decides the event type, so missing or unreadable headers are tolerated and
-reported in ``Trigger.header_problems`` (for a log line and a metric), never fatal. A path that
+Inputs: :func:`read_trigger` turns a consumed (key, value, headers) into a :class:`Trigger`.
+The payload's schema decides the event type, so missing or unreadable headers are tolerated and
+reported in ``Trigger.header_problems`` (for a log line and a metric), never fatal. The key and
+the topic are not tolerated: a record whose type its topic does not carry, whose key names
+another learner than its body, or whose ids are not positive 64-bit integers is poison, so a
+trigger can only ever come from the place and for the learner it claims (ADR 0008). A path that
 skips decoding has only the headers to go on, so :meth:`Envelope.require_event_type` is strict.
 
 Outputs: :func:`build_output` encodes a record and gives it its key and headers; the record's
@@ -14,7 +17,8 @@ student's events stay in order on one partition.
     PoisonError
     └── EnvelopeError
         ├── InvalidHeaderError   a header a header-only path needs is missing or unreadable
-        └── InvalidKeyError      a record key that is not "<section_id>[:<user_id>]"
+        ├── InvalidKeyError      a record key that is not "<section_id>[:<user_id>]"
+        └── KeyMismatchError     a key naming other ids than the record's body
 
 Imports the codec and the catalogue; knows nothing of consumers, producers or the database.
 """
@@ -22,14 +26,14 @@ Imports the codec and the catalogue; knows nothing of consumers, producers or th
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 from consumer.codec import Codec, Decoded
 from consumer.codec_errors import InvalidPayloadError
-from consumer.contracts import EventType, parse_ce_type
+from consumer.contracts import Direction, EventType, parse_ce_type
 from consumer.errors import PoisonError
 
 SPEC_VERSION = "1.0"
@@ -37,6 +41,7 @@ CONTENT_TYPE = "application/avro"
 MAX_KEY_LENGTH = 39  # two 19-digit ids (the largest bigint has 19 digits) and a colon
 _KEY = re.compile(rb"([1-9][0-9]{0,18})(?::([1-9][0-9]{0,18}))?")
 _BIGINT_MAX = 2**63 - 1
+INPUT_TYPES = frozenset(e for e in EventType if e.direction is Direction.INPUT)
 
 Headers = Sequence[tuple[str, bytes | str | None]]
 
@@ -61,6 +66,20 @@ class InvalidKeyError(EnvelopeError):
         shown = "none" if key is None else repr(key[:MAX_KEY_LENGTH])
         super().__init__(f"record key {shown} is not '<section_id>:<user_id>'")
         self.key = key
+
+
+class KeyMismatchError(EnvelopeError):
+    """The key names ``key_ids`` but the body is about ``body_ids`` (section, user or None)."""
+
+    def __init__(self, key_ids: tuple[int, int | None], body_ids: tuple[int, int | None]) -> None:
+        super().__init__(f"record key names {_ids(key_ids)} but the body is about {_ids(body_ids)}")
+        self.key_ids = key_ids
+        self.body_ids = body_ids
+
+
+def _ids(ids: tuple[int, int | None]) -> str:
+    section_id, user_id = ids
+    return f"section {section_id}" + ("" if user_id is None else f" user {user_id}")
 
 
 @dataclass(frozen=True)
@@ -168,12 +187,18 @@ class Trigger:
 
 
 def read_trigger(
-    codec: Codec, value: bytes | None, headers: Headers | None, *, expected: EventType | None = None
+    codec: Codec,
+    value: bytes | None,
+    headers: Headers | None,
+    *,
+    key: bytes | None,
+    accepted: Collection[EventType] = INPUT_TYPES,
 ) -> Trigger:
     """Decode a consumed input into a Trigger; raises only PoisonError subclasses (or the
-    codec's RegistryUnavailableError). ``expected`` is the event type the topic carries.
+    codec's RegistryUnavailableError). ``accepted`` is the event types the topic carries (an
+    output type is never a trigger); the key must name exactly the ids of the body.
     """
-    decoded = codec.decode(value, expected=expected)
+    decoded = codec.decode(value, accepted=accepted)
     envelope = parse_headers(headers)
     problems = list(envelope.problems)
     named = parse_ce_type(envelope.type) if envelope.type is not None else None
@@ -182,8 +207,12 @@ def read_trigger(
     elif named is None or named[0] is not decoded.event_type:
         problems.append(f"ce_type: {envelope.type[:80]!r} disagrees with the payload, ignored")
     record = decoded.record
+    _check_longs(decoded, record)
     section_id = _positive_id(decoded, record, "section_id")
     user_id = None if "user_id" not in record else _positive_id(decoded, record, "user_id")
+    key_ids = parse_key(key)
+    if key_ids != (section_id, user_id):
+        raise KeyMismatchError(key_ids, (section_id, user_id))
     return Trigger(
         event_type=decoded.event_type,
         writer_version=decoded.writer_version,
@@ -230,9 +259,17 @@ def build_output(
     )
 
 
+def _check_longs(decoded: Decoded, record: Mapping[str, Any]) -> None:
+    """Every integer of an input must be a signed 64-bit value, as Avro's long is."""
+    for field, value in record.items():
+        if isinstance(value, int) and not -_BIGINT_MAX - 1 <= value <= _BIGINT_MAX:
+            reason = f"{field} {value} does not fit a 64-bit long"
+            raise InvalidPayloadError(decoded.framing, decoded.event_type, reason)
+
+
 def _positive_id(decoded: Decoded, record: Mapping[str, Any], field: str) -> int:
-    value = record[field]
-    if not isinstance(value, int) or value <= 0:
+    value = record.get(field)
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 < value <= _BIGINT_MAX:
         reason = f"{field} must be a positive id, got {value!r}"
         raise InvalidPayloadError(decoded.framing, decoded.event_type, reason)
     return value

@@ -3,7 +3,8 @@
     CertConsumerError
     ├── ConfigError        bad settings at start-up: print every problem, exit 2
     ├── PoisonError        this one input can never succeed: dead-letter it and move on
-    │   └── (codec errors: UnknownSchemaError, TruncatedRecordError, ... in consumer.codec)
+    │   ├── (codec errors: UnknownSchemaError, TruncatedRecordError, ... in consumer.codec)
+    │   └── UnexpectedRecordError  our code raised something unforeseen on one record
     ├── TransientError     the world is briefly broken (database down): back off, do not commit
     └── FatalError         the process cannot go on (fatal Kafka error): exit non-zero
 
@@ -28,6 +29,17 @@ class ConfigError(CertConsumerError):
 
 class PoisonError(CertConsumerError):
     """An input record that can never be processed; it goes to the dead-letter topic."""
+
+
+class UnexpectedRecordError(PoisonError):
+    """Turning one record into a trigger raised ``cause``, which nothing foresaw (a bug, or an
+    input of a shape nobody imagined). The record is dead-lettered with the cause's class, never
+    allowed to end the loop: every restart would read it again and die again.
+    """
+
+    def __init__(self, cause: Exception) -> None:
+        super().__init__(f"{type(cause).__name__}: {cause}"[:500])
+        self.cause = cause
 
 
 class TransientError(CertConsumerError):

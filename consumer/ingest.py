@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
 import sqlalchemy as sa
@@ -22,12 +22,13 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from consumer import debounce
-from consumer.batches import Poison, dead_letter_headers, decode_batch, next_offsets, truncated
+from consumer.batches import Poison, decode_batch, next_offsets
 from consumer.codec import Codec
 from consumer.config import Settings
+from consumer.dead_letters import FALLBACK_BUDGETS, dead_letter, error_class, error_kind
 from consumer.delivery import Outgoing, deliver
-from consumer.errors import FatalError, TransientError
-from consumer.kafka_clients import report_timeout_seconds
+from consumer.errors import FatalError, TransientError, UnexpectedRecordError
+from consumer.kafka_clients import max_record_bytes, report_timeout_seconds
 from consumer.metrics import Metrics
 from consumer.retry import Backoff, is_transient
 
@@ -70,6 +71,8 @@ class IngestLoop:
         self._beat = beat
         self._set_ready = set_ready
         self._report_timeout = report_timeout_seconds(settings)
+        self._dlq_budget = max_record_bytes(settings)
+        self._accepted = settings.accepted_types
         self._revoked: set[tuple[str, int]] = set()
         self._paused = False
 
@@ -81,20 +84,14 @@ class IngestLoop:
         self._set_ready(True)
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        # With auto-commit on, librdkafka commits the stored offsets of revoked partitions
+        # itself; a synchronous commit here would wait behind the rebalance it is part of.
         self._revoked.update((tp.topic, tp.partition) for tp in partitions)
         log.info("partitions_revoked", partitions=[f"{p.topic}:{p.partition}" for p in partitions])
-        self._commit_stored()
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._revoked.update((tp.topic, tp.partition) for tp in partitions)
         log.warning("partitions_lost", partitions=[f"{p.topic}:{p.partition}" for p in partitions])
-
-    def _commit_stored(self) -> None:
-        try:
-            self._consumer.commit(asynchronous=False)
-        except KafkaException as exc:
-            if exc.args[0].code() != KafkaError._NO_OFFSET:
-                log.warning("offset_commit_failed", error=str(exc))
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -138,27 +135,32 @@ class IngestLoop:
     def _process(self, messages: list[Message]) -> None:
         started = datetime.now(UTC)
         backoff = Backoff(self._settings.max_backoff_seconds)
+        handle = self._handle
         with self._metrics.batch_seconds.labels(LOOP).time():
             while True:
                 messages = [m for m in messages if (m.topic(), m.partition()) not in self._revoked]
                 if not messages:
                     return
                 try:
-                    self._handle(messages, started)
+                    handle(messages, started)
                     break
                 except Exception as exc:
                     if not is_transient(exc):
-                        raise
+                        if handle == self._handle_alone:
+                            raise  # the dead-letter path itself is broken: a bug
+                        log.error("batch_failed_isolating", error=_first_line(exc))
+                        handle = self._handle_alone
+                        continue
                     self._metrics.db_failures.labels(LOOP).inc()
                     delay = backoff.next_delay()
-                    log.warning("ingest_retrying", error=str(exc).splitlines()[0], delay_s=delay)
+                    log.warning("ingest_retrying", error=_first_line(exc), delay_s=delay)
                     self._pause()
                     if not self._service_group_for(delay):
                         return  # stopping: the batch stays uncommitted and is re-read later
         self._resume()
 
     def _handle(self, messages: list[Message], first_seen: datetime) -> None:
-        decoded = decode_batch(self._codec, messages)
+        decoded = decode_batch(self._codec, messages, self._accepted)
         with self._engine.begin() as conn:
             debounce.upsert(
                 conn,
@@ -178,49 +180,87 @@ class IngestLoop:
                 key=_key_text(msg),
                 problems=list(item.problems),
             )
-        self._consumer.store_offsets(offsets=next_offsets(messages))
+        self._store(messages)
+
+    def _handle_alone(self, messages: list[Message], first_seen: datetime) -> None:
+        """A batch failed for a reason that is neither transient nor a record's poison (a
+        bug, a value the database refuses): each record alone, and the ones that still fail
+        are dead-lettered with the exception's class, so no record ends the loop."""
+        for msg in messages:
+            try:
+                self._handle([msg], first_seen)
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                self._dead_letter([Poison(msg, UnexpectedRecordError(exc))], first_seen)
+                self._store([msg])
+
+    def _store(self, messages: list[Message]) -> None:
+        try:
+            self._consumer.store_offsets(offsets=next_offsets(messages))
+        except KafkaException as exc:
+            # A partition no longer assigned: its next owner re-reads these records, which
+            # only re-triggers evaluations (harmless); nothing may stop the loop here.
+            log.warning("offset_store_failed", error=str(exc))
         for msg in messages:
             self._metrics.events_consumed.labels(str(msg.topic())).inc()
 
     def _dead_letter(self, poison: list[Poison], first_seen: datetime) -> None:
         """Write poison records to the dead-letter topic; only once all are acknowledged may
-        their offsets be stored (else the batch is retried and they are written again)."""
+        their offsets be stored (else the batch is retried and they are written again).
+
+        Each copy is cut to fit the producer's limit first; a copy the topic still refuses
+        for its size is made again on the smaller fallback budgets, so none can stall.
+        """
         if not poison:
             return
         for item in poison:
-            msg = item.message
-            log.warning(
-                "record_dead_lettered",
-                topic=msg.topic(),
-                partition=msg.partition(),
-                offset=msg.offset(),
-                key=_key_text(msg),
-                error_class=type(item.error).__name__,
-                error=str(item.error)[:300],
+            self._log_poison(item)
+        waiting = poison
+        for budget in (self._dlq_budget, *FALLBACK_BUDGETS):
+            copies = [self._dead_letter_copy(item, first_seen, budget) for item in waiting]
+            outcome = deliver(self._dlq, copies, report_timeout=self._report_timeout)
+            failures = [str(err) for err in outcome if err is not None and not _too_large(err)]
+            if failures:
+                raise TransientError(f"dead-letter delivery failed: {failures[:3]}")
+            self._count_cuts(c for c, err in zip(copies, outcome, strict=True) if err is None)
+            waiting = [i for i, err in zip(waiting, outcome, strict=True) if _too_large(err)]
+            if not waiting:
+                break
+        if waiting:
+            raise TransientError(
+                f"the dead-letter topic {self._settings.dlq_topic} refuses even a "
+                f"{FALLBACK_BUDGETS[-1]}-byte record; raise its max.message.bytes"
             )
-        outgoing = [
-            Outgoing(
-                self._settings.dlq_topic,
-                item.message.value(),
-                item.message.key(),
-                dead_letter_headers(item.message, item.error, first_seen),
-            )
-            for item in poison
-        ]
-        timeout = self._report_timeout
-        outcome = deliver(self._dlq, outgoing, report_timeout=timeout)
-        too_large = [o for o, err in zip(outgoing, outcome, strict=True) if _too_large(err)]
-        if too_large:
-            # A record the dead-letter topic refuses for its size would block the partition
-            # forever: keep its head instead, and say so in a header.
-            outcome = [err for err in outcome if not _too_large(err)]
-            outcome += deliver(self._dlq, [truncated(o) for o in too_large], report_timeout=timeout)
-        failures = [str(err) for err in outcome if err is not None]
-        if failures:
-            raise TransientError(f"dead-letter delivery failed: {failures[:3]}")
         for item in poison:
-            self._metrics.decode_failures.labels(type(item.error).__name__).inc()
+            self._metrics.decode_failures.labels(error_class(item.error)).inc()
             self._metrics.dlq_records.labels(str(item.message.topic())).inc()
+            if isinstance(item.error, UnexpectedRecordError):
+                self._metrics.unexpected_record_errors.labels(error_class(item.error)).inc()
+
+    def _dead_letter_copy(self, item: Poison, first_seen: datetime, budget: int) -> Outgoing:
+        topic = self._settings.dlq_topic
+        return dead_letter(item.message, item.error, first_seen, topic=topic, budget=budget)
+
+    def _count_cuts(self, copies: Iterable[Outgoing]) -> None:
+        for copy in copies:
+            for name, _ in copy.headers:
+                part = _CUT_HEADERS.get(name)
+                if part is not None:
+                    self._metrics.dlq_truncations.labels(part).inc()
+
+    def _log_poison(self, item: Poison) -> None:
+        msg = item.message
+        event = "record_failed_unexpectedly" if error_kind(item.error) == "unexpected" else None
+        (log.error if event else log.warning)(
+            event or "record_dead_lettered",
+            topic=msg.topic(),
+            partition=msg.partition(),
+            offset=msg.offset(),
+            key=_key_text(msg),
+            error_class=error_class(item.error),
+            error=str(item.error)[:300],
+        )
 
     def _pause(self) -> None:
         if not self._paused:
@@ -253,10 +293,22 @@ class IngestLoop:
         return True
 
     def _close(self) -> None:
-        self._commit_stored()
+        # No explicit commit: close() commits the stored offsets itself (auto-commit) as it
+        # leaves the group, and a synchronous commit would wait behind a rebalance in flight.
         try:
             self._dlq.flush(10)
             self._dlq.close()
         finally:
             self._consumer.close()
             log.info("ingest_stopped")
+
+
+_CUT_HEADERS = {
+    "dlq.key.truncated.from.bytes": "key",
+    "dlq.headers.dropped.count": "headers",
+    "dlq.value.truncated.from.bytes": "value",
+}
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:300]

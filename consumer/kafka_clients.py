@@ -16,15 +16,29 @@ def _base(settings: Settings) -> dict[str, Any]:
 
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
-    """Offsets are stored by hand after the batch's upsert commits, then auto-committed."""
-    return _base(settings) | {
-        "group.id": settings.group_id,
-        "partition.assignment.strategy": "cooperative-sticky",
-        "enable.auto.offset.store": False,
-        "enable.auto.commit": True,
-        "auto.offset.reset": settings.kafka_properties.get("auto.offset.reset", "earliest"),
-        "enable.partition.eof": False,
-    }
+    """Offsets are stored by hand after the batch's upsert commits, then auto-committed.
+
+    The group protocol is ADR 0009's choice: Kafka 4's consumer protocol (KIP-848) assigns on
+    the broker without a group-wide barrier, so churn never leaves every partition unassigned;
+    the classic protocol keeps incremental cooperative rebalancing. A static member id makes a
+    restart in place keep its partitions instead of rebalancing the group.
+    """
+    membership: dict[str, Any] = {"group.protocol": settings.group_protocol}
+    if settings.group_protocol == "classic":
+        membership["partition.assignment.strategy"] = "cooperative-sticky"
+    if settings.group_instance_id:
+        membership["group.instance.id"] = settings.group_instance_id
+    return (
+        _base(settings)
+        | membership
+        | {
+            "group.id": settings.group_id,
+            "enable.auto.offset.store": False,
+            "enable.auto.commit": True,
+            "auto.offset.reset": settings.kafka_properties.get("auto.offset.reset", "earliest"),
+            "enable.partition.eof": False,
+        }
+    )
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
@@ -42,6 +56,12 @@ def producer_config(settings: Settings) -> dict[str, Any]:
 def report_timeout_seconds(settings: Settings) -> float:
     """How long to wait for all delivery reports: the message timeout plus a margin."""
     return int(producer_config(settings)["message.timeout.ms"]) / 1000 + 5
+
+
+def max_record_bytes(settings: Settings) -> int:
+    """The largest record our producers send (librdkafka's ``message.max.bytes``, 1,000,000
+    unless overridden), less room for the batch framing: what a dead-letter copy must fit."""
+    return int(settings.kafka_properties.get("message.max.bytes", "1000000")) - 4096
 
 
 def admin_config(settings: Settings) -> dict[str, Any]:

@@ -33,6 +33,20 @@ class Metrics:
             ["error"],
             registry=r,
         )
+        self.unexpected_record_errors = Counter(
+            "cert_consumer_unexpected_record_errors_total",
+            "Records on which our own code raised something unforeseen (dead-lettered), by "
+            "exception class: a bug to look at, never a stopped partition.",
+            ["error"],
+            registry=r,
+        )
+        self.dlq_truncations = Counter(
+            "cert_consumer_dlq_truncations_total",
+            "Dead-letter copies cut or stripped to fit the topic, by what was cut "
+            "(key, headers, value).",
+            ["part"],
+            registry=r,
+        )
         self.header_problems = Counter(
             "cert_consumer_header_problems_total",
             "Records decoded from their payload although their CloudEvents headers were off.",

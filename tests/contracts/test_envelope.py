@@ -6,7 +6,7 @@ import uuid
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
-from hypothesis import given
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from consumer.codec import Codec
@@ -15,6 +15,7 @@ from consumer.contracts import Catalogue, EventType
 from consumer.envelope import (
     InvalidHeaderError,
     InvalidKeyError,
+    KeyMismatchError,
     build_headers,
     build_output,
     format_key,
@@ -24,6 +25,7 @@ from consumer.envelope import (
     read_trigger,
 )
 from consumer.errors import PoisonError
+from tests.contracts.strategies import datum
 
 NOW = datetime(2026, 8, 1, 12, 0, 0, 123000, tzinfo=UTC)
 SCORE = {
@@ -115,7 +117,9 @@ def test_a_header_only_path_rejects_what_it_cannot_trust(
 def test_read_trigger_with_good_headers(catalogue: Catalogue) -> None:
     codec = Codec(catalogue)
     value = codec.encode(EventType.PAGE_SCORE_UPDATED, SCORE)
-    trigger = read_trigger(codec, value, headers(), expected=EventType.PAGE_SCORE_UPDATED)
+    trigger = read_trigger(
+        codec, value, headers(), key=b"7:42", accepted={EventType.PAGE_SCORE_UPDATED}
+    )
     assert (trigger.event_type, trigger.section_id, trigger.user_id, trigger.occurred_at) == (
         EventType.PAGE_SCORE_UPDATED,
         7,
@@ -137,7 +141,8 @@ def test_read_trigger_lets_the_payload_decide(
     catalogue: Catalogue, raw: list[tuple[str, bytes]] | None, problem: str
 ) -> None:
     codec = Codec(catalogue)
-    trigger = read_trigger(codec, codec.encode(EventType.PAGE_SCORE_UPDATED, SCORE), raw)
+    value = codec.encode(EventType.PAGE_SCORE_UPDATED, SCORE)
+    trigger = read_trigger(codec, value, raw, key=b"7:42")
     assert trigger.event_type is EventType.PAGE_SCORE_UPDATED
     assert any(problem in p for p in trigger.header_problems), trigger.header_problems
 
@@ -147,7 +152,7 @@ def test_a_section_wide_trigger_has_no_user(catalogue: Catalogue) -> None:
     value = codec.encode(
         EventType.CERTIFICATE_SETTINGS_CHANGED, {"section_id": 3, "occurred_at": NOW}
     )
-    trigger = read_trigger(codec, value, None)
+    trigger = read_trigger(codec, value, None, key=b"3")
     assert (trigger.section_id, trigger.user_id) == (3, None)
 
 
@@ -155,7 +160,65 @@ def test_the_topic_decides_what_belongs_on_it(catalogue: Catalogue) -> None:
     codec = Codec(catalogue)
     value = codec.encode(EventType.PAGE_SCORE_UPDATED, SCORE)
     with pytest.raises(WrongEventTypeError):
-        read_trigger(codec, value, headers(), expected=EventType.POST_CREATED)
+        read_trigger(codec, value, headers(), key=b"7:42", accepted={EventType.POST_CREATED})
+
+
+@pytest.mark.parametrize(
+    "event_type", [EventType.CERTIFICATE_GRANTED, EventType.APPROVAL_REQUESTED]
+)
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(data=st.data())
+def test_an_output_event_is_never_a_trigger(
+    catalogue: Catalogue, event_type: EventType, data: st.DataObject
+) -> None:
+    codec = Codec(catalogue)
+    value = codec.encode(event_type, data.draw(datum(catalogue.latest(event_type).schema)))
+    with pytest.raises(WrongEventTypeError, match=f"got {event_type.value}"):
+        read_trigger(codec, value, None, key=b"7:42")
+
+
+@pytest.mark.parametrize(
+    ("key", "error"),
+    [
+        (b"7:43", KeyMismatchError),
+        (b"8:42", KeyMismatchError),
+        (b"7", KeyMismatchError),
+        (None, InvalidKeyError),
+        (b"", InvalidKeyError),
+        (b"07:42", InvalidKeyError),
+        (b"7:42:1", InvalidKeyError),
+        (b"7:" + b"9" * 30, InvalidKeyError),
+    ],
+)
+def test_the_key_must_name_the_body(
+    catalogue: Catalogue, key: bytes | None, error: type[Exception]
+) -> None:
+    codec = Codec(catalogue)
+    value = codec.encode(EventType.PAGE_SCORE_UPDATED, SCORE)
+    with pytest.raises(error):
+        read_trigger(codec, value, None, key=key)
+
+
+def test_a_section_wide_key_names_the_section_only(catalogue: Catalogue) -> None:
+    codec = Codec(catalogue)
+    value = codec.encode(
+        EventType.CERTIFICATE_SETTINGS_CHANGED, {"section_id": 3, "occurred_at": NOW}
+    )
+    with pytest.raises(KeyMismatchError):
+        read_trigger(codec, value, None, key=b"3:1")
+
+
+def test_an_over_long_varint_is_refused(catalogue: Catalogue) -> None:
+    codec = Codec(catalogue)
+    value = codec.encode(EventType.PAGE_SCORE_UPDATED, SCORE)
+    header = 10  # C3 01 and the 8-byte fingerprint
+    assert value[header] == 0x0E  # section_id 7, zig-zag encoded
+    # The same 7 as a twelve-byte varint: fastavro alone would read it as a plain 7.
+    padded = value[:header] + b"\x8e" + b"\x80" * 10 + b"\x00" + value[header + 1 :]
+    with pytest.raises(InvalidPayloadError, match="canonical"):
+        read_trigger(codec, padded, None, key=b"7:42")
 
 
 @pytest.mark.parametrize("field", ["section_id", "user_id"])
@@ -164,7 +227,7 @@ def test_ids_must_be_positive(catalogue: Catalogue, field: str, bad: int) -> Non
     codec = Codec(catalogue)
     value = codec.encode(EventType.PAGE_SCORE_UPDATED, SCORE | {field: bad})
     with pytest.raises(InvalidPayloadError, match=f"{field} must be a positive id"):
-        read_trigger(codec, value, headers())
+        read_trigger(codec, value, headers(), key=b"7:42")
 
 
 def test_build_output(catalogue: Catalogue) -> None:

@@ -59,13 +59,13 @@ def test_register_then_confluent_round_trip(
     )
 
     consumer_side = Codec(catalogue, SchemaRegistryClient({"url": schema_registry_url}))
-    decoded = consumer_side.decode(value, expected=EventType.PAGE_SCORE_UPDATED)
+    decoded = consumer_side.decode(value, accepted={EventType.PAGE_SCORE_UPDATED})
     assert (decoded.framing, decoded.writer_version, decoded.record) == (
         Framing.CONFLUENT,
         1,
         SCORE,
     )
-    assert read_trigger(consumer_side, value, None).user_id == 42
+    assert read_trigger(consumer_side, value, None, key=b"7:42").user_id == 42
 
 
 def test_a_v2_registers_and_an_old_reader_reads_it(

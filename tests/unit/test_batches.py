@@ -5,21 +5,17 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import pytest
 from confluent_kafka import KafkaError, Message, Producer
 
-from consumer.batches import (
-    TRUNCATED_VALUE_BYTES,
-    dead_letter_headers,
-    decode_batch,
-    next_offsets,
-    record_consumer_lag,
-    truncated,
-)
+from consumer.batches import Poison, classify, decode_batch, next_offsets, record_consumer_lag
 from consumer.codec import Codec
-from consumer.codec_errors import UnknownFramingError
+from consumer.codec_errors import UnknownFramingError, WrongEventTypeError
 from consumer.contracts import EventType, load_catalogue, locate_schemas_dir
+from consumer.dead_letters import FALLBACK_BUDGETS, dead_letter
 from consumer.delivery import Outgoing, deliver
-from consumer.envelope import format_key
+from consumer.envelope import KeyMismatchError, format_key
+from consumer.errors import UnexpectedRecordError
 from consumer.metrics import Metrics
 
 CODEC = Codec(load_catalogue(locate_schemas_dir({})))
@@ -44,20 +40,30 @@ def score(section_id: int, user_id: int, offset: int, partition: int = 0) -> Mes
     )
 
 
-def settings_changed(section_id: int, offset: int) -> Message:
+def settings_changed(section_id: int, offset: int, topic: str = "settings") -> Message:
     record = {"section_id": section_id, "occurred_at": datetime(2026, 11, 25, tzinfo=UTC)}
     return Message(
-        topic="settings",
+        topic=topic,
         partition=0,
         offset=offset,
+        key=format_key(section_id, None),
         value=CODEC.encode(EventType.CERTIFICATE_SETTINGS_CHANGED, record),
     )
+
+
+ACCEPTED = {
+    "scores": frozenset({EventType.PAGE_SCORE_UPDATED}),
+    "settings": frozenset({EventType.CERTIFICATE_SETTINGS_CHANGED}),
+}
+FIRST_SEEN = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 def test_a_batch_coalesces_keys_and_separates_poison() -> None:
     garbage = Message(topic="scores", partition=0, offset=3, value=b"junk")
     batch = decode_batch(
-        CODEC, [score(1, 2, 0), score(1, 2, 1), score(1, 3, 2), garbage, settings_changed(7, 0)]
+        CODEC,
+        [score(1, 2, 0), score(1, 2, 1), score(1, 3, 2), garbage, settings_changed(7, 0)],
+        ACCEPTED,
     )
     assert batch.triggers.counts == {(1, 2): 2, (1, 3): 1}
     assert batch.triggers.wide_sections == frozenset({7})
@@ -76,17 +82,75 @@ def test_next_offsets_are_one_past_the_highest_per_partition() -> None:
     ]
 
 
+def test_a_settings_event_fans_out_only_from_the_settings_topic() -> None:
+    batch = decode_batch(CODEC, [settings_changed(7, 0, topic="scores")], ACCEPTED)
+    assert batch.triggers.wide_sections == frozenset()
+    (poison,) = batch.poison
+    assert isinstance(poison.error, WrongEventTypeError)
+
+
+def test_a_key_that_disagrees_with_the_body_is_poison() -> None:
+    msg = score(1, 2, 0)
+    forged = Message(topic="scores", partition=0, offset=1, key=b"1:3", value=msg.value())
+    outcome = classify(CODEC, forged, ACCEPTED["scores"])
+    assert isinstance(outcome, Poison)
+    assert isinstance(outcome.error, KeyMismatchError)
+
+
+class ExplodingCodec(Codec):
+    def decode(self, value: bytes | None, **_: object) -> object:  # type: ignore[override]
+        raise KeyError("occurred_at")
+
+
+def test_an_unforeseen_exception_on_one_record_is_that_records_poison() -> None:
+    outcome = classify(ExplodingCodec(CODEC.catalogue), score(1, 2, 0), ACCEPTED["scores"])
+    assert isinstance(outcome, Poison)
+    assert isinstance(outcome.error, UnexpectedRecordError)
+    copy = dead_letter(outcome.message, outcome.error, FIRST_SEEN, topic="dlq", budget=10**6)
+    headers = dict(copy.headers)
+    assert headers["dlq.error.class"] == b"KeyError"
+    assert headers["dlq.error.kind"] == b"unexpected"
+
+
 def test_dead_letter_headers_keep_the_original_and_say_why() -> None:
     msg = Message(topic="scores", partition=2, offset=41, value=b"x", headers=[("ce_id", b"e1")])
-    headers = dict(
-        dead_letter_headers(msg, UnknownFramingError(b"x"), datetime(2026, 1, 1, tzinfo=UTC))
-    )
+    copy = dead_letter(msg, UnknownFramingError(b"x"), FIRST_SEEN, topic="dlq", budget=10**6)
+    headers = dict(copy.headers)
+    assert (copy.topic, copy.value, copy.key) == ("dlq", b"x", None)
     assert headers["ce_id"] == b"e1"
     assert headers["dlq.source.topic"] == b"scores"
     assert headers["dlq.source.partition"] == b"2"
     assert headers["dlq.source.offset"] == b"41"
     assert headers["dlq.error.class"] == b"UnknownFramingError"
+    assert headers["dlq.error.kind"] == b"invalid"
     assert headers["dlq.first.seen"] == b"2026-01-01T00:00:00+00:00"
+    assert not any(name.startswith("dlq.") and "truncated" in name for name in headers)
+
+
+def _size(copy: Outgoing) -> int:
+    headers = sum(len(n) + len(v or b"") for n, v in copy.headers)
+    return len(copy.key or b"") + len(copy.value or b"") + headers
+
+
+@pytest.mark.parametrize("budget", [1_000_000 - 4096, *FALLBACK_BUDGETS])
+def test_every_part_of_an_oversized_record_is_cut_to_fit(budget: int) -> None:
+    huge_headers = [(f"h{i}", b"v" * 5000) for i in range(150)]
+    msg = Message(
+        topic="scores",
+        partition=0,
+        offset=5,
+        key=b"k" * 900_000,
+        value=b"x" * 2_000_000,
+        headers=huge_headers,
+    )
+    copy = dead_letter(msg, UnknownFramingError(b"xx"), FIRST_SEEN, topic="dlq", budget=budget)
+    headers = dict(copy.headers)
+    assert _size(copy) <= budget
+    assert headers["dlq.key.truncated.from.bytes"] == b"900000"
+    assert headers["dlq.value.truncated.from.bytes"] == b"2000000"
+    assert int(headers["dlq.headers.dropped.count"]) > 0
+    assert headers["dlq.error.class"] == b"UnknownFramingError"  # our headers always kept
+    assert copy.value == b"x" * len(copy.value or b"")  # a head, not a mangle
 
 
 def test_consumer_lag_comes_from_librdkafka_statistics() -> None:
@@ -111,13 +175,6 @@ def test_consumer_lag_comes_from_librdkafka_statistics() -> None:
         sample("cert_consumer_consumer_lag_messages", {"topic": "scores", "partition": "1"}) is None
     )
     record_consumer_lag(metrics, "not json")  # ignored, not raised
-
-
-def test_an_oversized_dead_letter_record_is_cut_with_a_note() -> None:
-    big = Outgoing("dlq", b"x" * 200_000, b"1:1", [("ce_id", b"e1")])
-    cut = truncated(big)
-    assert cut.value == b"x" * TRUNCATED_VALUE_BYTES
-    assert cut.headers == [("ce_id", b"e1"), ("dlq.value.truncated.from.bytes", b"200000")]
 
 
 def test_a_message_refused_before_sending_is_reported_not_raised() -> None:

@@ -7,7 +7,9 @@ from pathlib import Path
 import pytest
 
 from consumer.config import describe, kafka_passthrough, load_settings
+from consumer.contracts import EventType
 from consumer.errors import ConfigError
+from consumer.kafka_clients import consumer_config
 
 URL = {"CERT_CONSUMER_DATABASE_URL": "postgresql://u:secret@db/torus"}
 
@@ -18,11 +20,53 @@ def test_defaults_and_driver_normalisation() -> None:
     assert settings.quiet_window_seconds == 2.0
     assert settings.max_wait_seconds == 30.0
     assert settings.roles == ("ingest", "evaluate", "relay")
-    assert settings.input_topics == (
-        "torus.page-score-updated",
-        "torus.post-created",
-        "torus.certificate-settings-changed",
-    )
+    assert settings.accepted_types == {
+        "torus.page-score-updated": {EventType.PAGE_SCORE_UPDATED},
+        "torus.post-created": {EventType.POST_CREATED},
+        "torus.certificate-settings-changed": {EventType.CERTIFICATE_SETTINGS_CHANGED},
+    }
+    assert settings.input_topics == tuple(settings.accepted_types)
+
+
+def test_a_topic_named_for_two_types_accepts_both_and_an_empty_one_is_not_read() -> None:
+    env = {
+        "CERT_CONSUMER_SCORES_TOPIC": "torus.activity",
+        "CERT_CONSUMER_POSTS_TOPIC": "torus.activity",
+        "CERT_CONSUMER_SETTINGS_TOPIC": "",
+    }
+    settings = load_settings(URL | env)
+    assert settings.accepted_types == {
+        "torus.activity": {EventType.PAGE_SCORE_UPDATED, EventType.POST_CREATED}
+    }
+
+
+@pytest.mark.parametrize(
+    ("env", "fragment"),
+    [
+        ({"CERT_CONSUMER_INPUT_TOPICS": "a,b"}, "no longer read; use CERT_CONSUMER_SCORES_TOPIC"),
+        (
+            {f"CERT_CONSUMER_{t}_TOPIC": "" for t in ("SCORES", "POSTS", "SETTINGS")},
+            "nothing to consume",
+        ),
+        ({"CERT_CONSUMER_POSTS_TOPIC": "cert-consumer.dlq"}, "never right"),
+    ],
+)
+def test_topic_mistakes_are_refused(env: dict[str, str], fragment: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(URL | env)
+    (problem,) = caught.value.problems
+    assert fragment in problem
+
+
+def test_group_membership_properties() -> None:
+    default = consumer_config(load_settings(URL))
+    assert default["group.protocol"] == "consumer"
+    assert "partition.assignment.strategy" not in default
+    assert "group.instance.id" not in default
+    env = {"CERT_CONSUMER_GROUP_PROTOCOL": "classic", "CERT_CONSUMER_GROUP_INSTANCE_ID": "pod-1"}
+    classic = consumer_config(load_settings(URL | env))
+    assert classic["partition.assignment.strategy"] == "cooperative-sticky"
+    assert classic["group.instance.id"] == "pod-1"
 
 
 @pytest.mark.parametrize(
@@ -35,7 +79,7 @@ def test_defaults_and_driver_normalisation() -> None:
         ("METRICS_PORT", "70000", "0..65535"),
         ("LOG_LEVEL", "LOUD", "one of"),
         ("ROLES", "ingest,cook", "unknown role"),
-        ("INPUT_TOPICS", " , ", "at least one"),
+        ("GROUP_PROTOCOL", "eager", "one of"),
         ("DATABASE_URL", "mysql://x/y", "postgresql"),
     ],
 )
