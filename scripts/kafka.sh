@@ -4,6 +4,8 @@
 #   scripts/kafka.sh start   fetch the jars (cached), format storage, start, wait, print bootstrap
 #   scripts/kafka.sh stop    stop the broker started by `start` and delete its data
 #   scripts/kafka.sh status  print the bootstrap address if running, exit 1 otherwise
+#   scripts/kafka.sh halt    stop the broker but keep its data and port (outage tests)
+#   scripts/kafka.sh resume  start a halted broker again on the same data and port
 #
 # Environment (all optional):
 #   KAFKA_PORT         broker port (default: a free port chosen at start)
@@ -107,13 +109,18 @@ start() {
   "${JVM[@]}" kafka.tools.StorageTool format --standalone --cluster-id="$(cluster_id)" \
       -c "$RUN/server.properties" > "$RUN/format.log" 2>&1 \
     || die "formatting KRaft storage failed: $(tail -n 3 "$RUN/format.log" | tr '\n' ' ')"
-  local started=$SECONDS
+  launch_and_wait "$port"
+}
+
+launch_and_wait() {
+  # Start the broker on the config in $RUN and wait until it answers metadata on port $1.
+  local port="$1" started=$SECONDS
   "${JVM[@]}" kafka.Kafka "$RUN/server.properties" > "$RUN/stdout.log" 2>&1 </dev/null &
   echo $! > "$RUN/pid"
   while true; do
     if ! is_running; then
       if grep -q "Address already in use" "$RUN/broker.log" "$RUN/stdout.log" 2>/dev/null; then
-        die "port $port or $cport is already in use on 127.0.0.1 (the broker could not bind)"
+        die "port $port is already in use on 127.0.0.1 (the broker could not bind)"
       fi
       die "the broker exited during start-up; last lines: $(tail -n 5 "$RUN/stdout.log" "$RUN/broker.log" 2>/dev/null | tr '\n' ' ')"
     fi
@@ -131,6 +138,16 @@ start() {
   echo "127.0.0.1:$port"
 }
 
+resume() {
+  # Start again a broker stopped by `halt`: same data, same port.
+  if is_running; then cat "$RUN/bootstrap"; return 0; fi
+  [[ -f "$RUN/server.properties" && -f "$RUN/bootstrap" ]] || die "nothing to resume in $RUN (run start first)"
+  local port; port="$(sed 's/.*://' "$RUN/bootstrap")"
+  : > "$RUN/broker.log"
+  jvm_args
+  launch_and_wait "$port"
+}
+
 stop_broker() {
   stop_process 30
 }
@@ -144,5 +161,7 @@ case "${1:-}" in
   start) start ;;
   stop) stop ;;
   status) is_running && cat "$RUN/bootstrap" ;;
-  *) echo "usage: scripts/kafka.sh start|stop|status" >&2; exit 2 ;;
+  halt) stop_broker ;;
+  resume) resume ;;
+  *) echo "usage: scripts/kafka.sh start|stop|status|halt|resume" >&2; exit 2 ;;
 esac

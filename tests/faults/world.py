@@ -104,7 +104,9 @@ class Triggers:
         self.topics = topics
         self.codec = codec
         self.producer = Producer(
-            {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5} | config
+            {"bootstrap.servers": bootstrap, "enable.idempotence": True, "linger.ms": 5}
+            | {"log_level": 0}  # outages are the scenario: no connection-refused noise
+            | config
         )
         self.sent = 0
 
