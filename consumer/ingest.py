@@ -25,7 +25,7 @@ from consumer import debounce
 from consumer.batches import Poison, decode_batch, next_offsets
 from consumer.codec import Codec
 from consumer.config import Settings
-from consumer.dead_letters import FALLBACK_BUDGETS, dead_letter, error_class, error_kind
+from consumer.dead_letters import FALLBACK_BUDGETS, dead_letter, error_class
 from consumer.delivery import Outgoing, deliver
 from consumer.errors import FatalError, TransientError, UnexpectedRecordError
 from consumer.kafka_clients import max_record_bytes, report_timeout_seconds
@@ -251,9 +251,10 @@ class IngestLoop:
 
     def _log_poison(self, item: Poison) -> None:
         msg = item.message
-        event = "record_failed_unexpectedly" if error_kind(item.error) == "unexpected" else None
-        (log.error if event else log.warning)(
-            event or "record_dead_lettered",
+        unexpected = isinstance(item.error, UnexpectedRecordError)
+        emit = log.error if unexpected else log.warning
+        emit(
+            "record_failed_unexpectedly" if unexpected else "record_dead_lettered",
             topic=msg.topic(),
             partition=msg.partition(),
             offset=msg.offset(),
@@ -293,14 +294,35 @@ class IngestLoop:
         return True
 
     def _close(self) -> None:
-        # No explicit commit: close() commits the stored offsets itself (auto-commit) as it
-        # leaves the group, and a synchronous commit would wait behind a rebalance in flight.
         try:
             self._dlq.flush(10)
             self._dlq.close()
         finally:
-            self._consumer.close()
+            self._close_consumer()
             log.info("ingest_stopped")
+
+    def _close_consumer(self) -> None:
+        """Leave the group within half the shutdown bound, whatever the group is doing.
+
+        No synchronous commit: with auto-commit, close() commits the stored offsets itself as
+        it leaves. Under the classic protocol a close during a rebalance waits for the group's
+        JoinGroup barrier, which can outlast any bound; then the close is abandoned and the
+        process exits anyway. That is safe: what was stored but not committed is re-read by
+        the partition's next owner, and re-reading only re-triggers evaluations.
+        """
+        try:
+            self._consumer.commit(asynchronous=True)
+        except KafkaException as exc:
+            log.debug("final_commit_skipped", error=str(exc))
+        closer = threading.Thread(target=self._consumer.close, name="ingest-close", daemon=True)
+        closer.start()
+        closer.join(self._settings.shutdown_timeout_seconds / 2)
+        if closer.is_alive():
+            log.warning(
+                "consumer_close_abandoned",
+                waited_s=self._settings.shutdown_timeout_seconds / 2,
+                reason="group rebalance in flight; the next owner re-reads uncommitted records",
+            )
 
 
 _CUT_HEADERS = {
