@@ -5,11 +5,12 @@ never restarted and healthy throughout."""
 from __future__ import annotations
 
 import random
-import threading
-import urllib.request
+import subprocess
+import sys
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -37,31 +38,37 @@ def big_scores_topic(kafka_bootstrap: str) -> Iterator[str]:
     admin.delete_topics([name])[name].result(30)
 
 
+_WATCH = """
+import sys, time, urllib.request
+url, out = sys.argv[1], open(sys.argv[2], "w", buffering=1)
+while True:
+    began = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=3) as answer:
+            status = str(answer.status)
+    except OSError as exc:
+        status = type(exc).__name__
+    out.write(f"{status} {time.monotonic() - began:.4f}\\n")
+    time.sleep(0.25)
+"""
+
+
 class HealthWatch:
-    """Polls /healthz every quarter second in the background; counts every answer but 200."""
+    """Polls /healthz every quarter second from a process of its own (so the test's busy
+    producer cannot slow the polls down), with a 3 s timeout like the liveness probe's."""
 
-    def __init__(self, service: ServiceProcess) -> None:
-        self.service = service
-        self.failures: list[str] = []
-        self.polls = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._thread.start()
+    def __init__(self, service: ServiceProcess, log: Path) -> None:
+        self.log = log
+        url = f"http://127.0.0.1:{service.port}/healthz"
+        self._proc = subprocess.Popen([sys.executable, "-c", _WATCH, url, str(log)])
 
-    def _run(self) -> None:
-        url = f"http://127.0.0.1:{self.service.port}/healthz"
-        while not self._stop.wait(0.25):
-            self.polls += 1
-            try:
-                with urllib.request.urlopen(url, timeout=5) as answer:
-                    if answer.status != 200:
-                        self.failures.append(str(answer.status))
-            except OSError as exc:
-                self.failures.append(type(exc).__name__)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(10)
+    def stop(self) -> tuple[int, list[str], float]:
+        """(polls, answers other than 200, slowest answer in seconds)."""
+        self._proc.terminate()
+        self._proc.wait(10)
+        answers = [line.split() for line in self.log.read_text().splitlines() if " " in line]
+        failures = [status for status, _ in answers if status != "200"]
+        return len(answers), failures, max((float(t) for _, t in answers), default=0.0)
 
 
 def produce_hostile(
@@ -123,6 +130,7 @@ def test_hostile_records_are_dead_lettered_with_reasons_and_good_ones_processed(
     big_scores_topic: str,
     launch: Launcher,
     seed: int,
+    tmp_path: Path,
 ) -> None:
     rng = random.Random(seed)
     topics = Topics.create(new_topic, partitions=2)
@@ -130,7 +138,7 @@ def test_hostile_records_are_dead_lettered_with_reasons_and_good_ones_processed(
     world = seed_world(engine, learners_per_section=100, seed=seed)
     service = launch(service_env(database_url, kafka_bootstrap, topics))
     pid = service.proc.pid if service.proc else 0
-    health = HealthWatch(service)
+    health = HealthWatch(service, tmp_path / "healthz.log")
     records = list(Generator(codec(), topics, world, rng).draw(scale(10_000, 50_000), scale(2, 10)))
     triggers = Triggers(kafka_bootstrap, topics, codec())
     landed = produce_hostile(kafka_bootstrap, records, lambda: triggers.round(world, rng))
@@ -145,7 +153,7 @@ def test_hostile_records_are_dead_lettered_with_reasons_and_good_ones_processed(
 
     wait_for(all_dead_lettered, timeout=300, interval=2, what=f"{len(bad)} dead letters")
     result = verdict("hostile", engine, world, kafka_bootstrap, topics, codec())
-    health.stop()
+    polls, health_failures, slowest = health.stop()
 
     wrong_reason: list[str] = []
     by_kind: Counter[str] = Counter()
@@ -171,8 +179,9 @@ def test_hostile_records_are_dead_lettered_with_reasons_and_good_ones_processed(
         "good_in_hostile_wrapping": len(landed) - len(bad),
         "by_kind": dict(sorted(by_kind.items())),
         "wrong_reason": len(wrong_reason),
-        "health_polls": health.polls,
-        "health_failures": len(health.failures),
+        "health_polls": polls,
+        "health_failures": len(health_failures),
+        "slowest_health_answer_seconds": round(slowest, 3),
         "unexpected_errors": service.metric("cert_consumer_unexpected_record_errors_total"),
         "seed": seed,
     }
@@ -180,7 +189,7 @@ def test_hostile_records_are_dead_lettered_with_reasons_and_good_ones_processed(
     assert len(records) >= 10_000
     assert wrong_reason == []
     assert set(dead) == set(bad)
-    assert health.failures == []
+    assert health_failures == []
     assert service.proc is not None and service.proc.poll() is None and service.proc.pid == pid
     assert result.extra["unexpected_errors"] == 0
     result.assert_correct()
