@@ -1,6 +1,6 @@
 """What one consumed batch becomes: coalesced triggers, poison records (their dead-letter copies
-are ``consumer.dead_letters``'), the offsets to store once the batch is durable, and the lag
-librdkafka reports.
+are ``consumer.dead_letters``'), the offsets to store once the batch is durable, and the lag of
+a partition.
 
 Pure functions over confluent-kafka ``Message`` objects (unit-tested with real ones); the ingest
 loop owns the I/O around them.
@@ -8,7 +8,6 @@ loop owns the I/O around them.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
@@ -20,7 +19,6 @@ from consumer.contracts import EventType
 from consumer.dead_letters import header_list
 from consumer.envelope import Trigger, read_trigger
 from consumer.errors import PoisonError, TransientError, UnexpectedRecordError
-from consumer.metrics import Metrics
 
 
 @dataclass(frozen=True)
@@ -95,17 +93,9 @@ def next_offsets(messages: Sequence[Message]) -> list[TopicPartition]:
     return [TopicPartition(t, p, o + 1) for (t, p), o in sorted(highest.items())]
 
 
-def record_consumer_lag(metrics: Metrics, stats_json: str) -> None:
-    """Per assigned partition lag from librdkafka's statistics (log end - committed/position).
-
-    librdkafka reports -1 where it does not know yet; those partitions are left as they were.
-    """
-    try:
-        stats = json.loads(stats_json)
-    except ValueError:
-        return
-    for topic, data in stats.get("topics", {}).items():
-        for partition, pdata in data.get("partitions", {}).items():
-            lag = pdata.get("consumer_lag_stored", pdata.get("consumer_lag", -1))
-            if partition != "-1" and pdata.get("fetch_state") != "none" and lag >= 0:
-                metrics.consumer_lag.labels(topic, partition).set(lag)
+def partition_lag(committed: int, low: int, high: int) -> int:
+    """Records of a partition the group has yet to process: high watermark minus the committed
+    offset, or minus the low watermark when nothing was committed (``auto.offset.reset`` is
+    earliest, so everything retained is still to read)."""
+    start = committed if committed >= 0 else low
+    return max(0, high - max(start, low))

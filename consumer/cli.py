@@ -14,7 +14,7 @@ import structlog
 
 from consumer import cli_ops, cli_schemas, logs
 from consumer.cli_common import command_settings
-from consumer.errors import CertConsumerError, ConfigError, FatalError
+from consumer.errors import CertConsumerError, ConfigError, FatalError, StartupTimeoutError
 
 Handler = Callable[[argparse.Namespace], int]
 log = structlog.get_logger("consumer.cli")
@@ -146,6 +146,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"cert-consumer: {exc}", file=sys.stderr)
         return 2
+    except StartupTimeoutError as exc:
+        log.error("startup_timed_out", error=str(exc))
+        print(f"cert-consumer: {exc}", file=sys.stderr)
+        return 3
     except FatalError as exc:
         log.error("fatal_error", error=str(exc))
         print(f"cert-consumer: {exc}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""``cert-consumer replay|lag|backfill``: the operator's commands.
+"""``cert-consumer replay|lag|backfill|outbox retry``: the operator's commands.
 
 ``add_commands`` adds them to the main parser; each stores its handler as ``args.handler``, a
 function of the parsed arguments returning the exit code: 0 ok, 1 failed (broker or database
@@ -26,6 +26,7 @@ from consumer import backfill, offsets
 from consumer.cli_common import command_settings
 from consumer.errors import ConfigError
 from consumer.kafka_clients import admin_config
+from consumer.outbox import retry_set_aside
 
 Handler = Callable[[argparse.Namespace], int]
 Subparsers: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
@@ -33,10 +34,38 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def add_commands(subparsers: Subparsers) -> None:
-    """Add ``replay``, ``lag`` and ``backfill`` to the CLI's sub-commands."""
+    """Add ``replay``, ``lag``, ``backfill`` and ``outbox retry`` to the CLI's sub-commands."""
     _add_replay(subparsers)
     _add_lag(subparsers)
     _add_backfill(subparsers)
+    _add_outbox(subparsers)
+
+
+def _add_outbox(subparsers: Subparsers) -> None:
+    outbox = subparsers.add_parser("outbox", help="the service's outbox of output events")
+    commands = outbox.add_subparsers(dest="outbox_command", required=True)
+    retry = commands.add_parser(
+        "retry", help="put set-aside events (failed_at) back in the queue once fixed"
+    )
+    which = retry.add_mutually_exclusive_group(required=True)
+    which.add_argument("--id", type=int, action="append", help="an outbox id (repeatable)")
+    which.add_argument("--all", action="store_true", help="every set-aside event")
+    retry.add_argument("--database-url", help="overrides CERT_CONSUMER_DATABASE_URL")
+    retry.set_defaults(handler=run_outbox_retry)
+
+
+def run_outbox_retry(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Clear ``failed_at``/``error`` of the chosen set-aside rows; prints their ids. Exit 1 when
+    ``--id`` named no set-aside row (a typo, or already retried)."""
+    settings = command_settings(args, require_database=True)
+    engine = sa.create_engine(settings.database_url)
+    try:
+        with engine.begin() as conn:
+            ids = retry_set_aside(conn, None if args.all else list(args.id))
+    finally:
+        engine.dispose()
+    print(json.dumps({"retried": ids}), file=out or sys.stdout)
+    return 0 if ids or args.all else 1
 
 
 def _add_replay(subparsers: Subparsers) -> None:

@@ -38,6 +38,7 @@ from consumer.codec_errors import (
     TruncatedRecordError,
     UnknownFramingError,
     UnknownSchemaError,
+    UnregisteredSchemaError,
     WrongEventTypeError,
 )
 from consumer.compatibility import resolution_problems
@@ -109,6 +110,11 @@ class Codec:
         self._registered_ids: dict[tuple[str, int], int] = {}
 
     @property
+    def uses_registry(self) -> bool:
+        """Whether outputs are framed with registry ids (Confluent) rather than fingerprints."""
+        return self._registry is not None
+
+    @property
     def catalogue(self) -> Catalogue:
         """The schemas this codec reads into and writes with."""
         return self._catalogue
@@ -144,6 +150,13 @@ class Codec:
         schemaless_writer(buffer, latest.schema, dict(record))
         return buffer.getvalue()
 
+    def check_registered(self, event_type: EventType, topic: str) -> None:
+        """Raise UnregisteredSchemaError (or RegistryUnavailableError) unless the latest
+        schema of ``event_type`` is registered under ``<topic>-value``; no-op without a
+        registry. Run at start, so a missed deployment step is found before any event waits."""
+        if self._registry is not None:
+            self._registered_id(self._registry, self._catalogue.latest(event_type), topic)
+
     def _header_for(self, latest: SchemaVersion, topic: str) -> bytes:
         if self._registry is None:
             return SINGLE_OBJECT_MAGIC + latest.fingerprint
@@ -160,8 +173,9 @@ class Codec:
             try:
                 found = call_registry("lookup", lambda: registry.lookup_schema(subject, schema))
             except SchemaRegistryError as exc:
-                reason = f"{latest.path.name} is not registered under {subject}: {exc}"
-                raise EncodeError(latest.event_type, reason) from exc
+                if exc.http_status_code != _HTTP_NOT_FOUND:
+                    raise RegistryUnavailableError("lookup", str(exc)) from exc
+                raise UnregisteredSchemaError(subject, latest.path.name, str(exc)) from exc
             if found.schema_id is None:
                 raise EncodeError(latest.event_type, f"registry returned no id for {subject}")
             self._registered_ids[key] = found.schema_id

@@ -9,7 +9,9 @@
         ├── WrongEventTypeError      a valid record of another event type than expected
         └── InvalidPayloadError      the Avro body does not decode (or leaves bytes over)
     TransientError
-    └── RegistryUnavailableError     the registry did not answer
+    ├── RegistryUnavailableError     the registry did not answer
+    └── UnregisteredSchemaError      an output schema is not registered under its subject (a
+                                     deployment step missed: the event waits, it is not lost)
     FatalError
     └── EncodeError                  an output record does not fit its schema, or is unregistered
 
@@ -117,6 +119,18 @@ class RegistryUnavailableError(TransientError):
         super().__init__(f"schema registry unavailable during {operation}: {reason}")
         self.operation = operation
         self.reason = reason
+
+
+class UnregisteredSchemaError(TransientError):
+    """``schema_file`` is not registered under ``subject``: outputs wait until it is."""
+
+    def __init__(self, subject: str, schema_file: str, reason: str) -> None:
+        super().__init__(
+            f"{schema_file} is not registered under {subject}; run `cert-consumer schemas "
+            f"register` (or set CERT_CONSUMER_REGISTER_SCHEMAS=true): {reason[:200]}"
+        )
+        self.subject = subject
+        self.schema_file = schema_file
 
 
 class EncodeError(FatalError):

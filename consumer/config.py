@@ -118,6 +118,12 @@ class Settings:
     shutdown_timeout_seconds: float = _setting(
         "SHUTDOWN_TIMEOUT_SECONDS", 25.0, "Bound on a graceful stop after SIGTERM."
     )
+    startup_timeout_seconds: float = _setting(
+        "STARTUP_TIMEOUT_SECONDS",
+        0.0,
+        "How long `run` waits at start for an unreachable database or registry (not ready, "
+        "alive) before exiting 3; 0 waits for ever.",
+    )
     max_backoff_seconds: float = _setting(
         "MAX_BACKOFF_SECONDS", 10.0, "Cap of the exponential backoff while PostgreSQL is down."
     )
@@ -229,6 +235,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "idle_sleep_seconds": _parse_float,
     "shutdown_timeout_seconds": _parse_float,
     "max_backoff_seconds": _parse_float,
+    "startup_timeout_seconds": _parse_float,
     "metrics_port": _parse_port,
     "health_deadline_seconds": _parse_float,
     "lag_interval_seconds": _parse_float,

@@ -8,6 +8,7 @@ reports is bounded; re-producing after a partial wait would only queue duplicate
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +17,7 @@ from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 Headers = list[tuple[str, str | bytes | None]]
 _UNREPORTED = KafkaError(KafkaError._MSG_TIMED_OUT, "no delivery report")
+STOP_GRACE_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -27,9 +29,18 @@ class Outgoing:
 
 
 def deliver(
-    producer: Producer, messages: Sequence[Outgoing], *, report_timeout: float
+    producer: Producer,
+    messages: Sequence[Outgoing],
+    *,
+    report_timeout: float,
+    stop: threading.Event | None = None,
 ) -> list[KafkaError | None]:
-    """The delivery outcome of each message, in order: None when acknowledged."""
+    """The delivery outcome of each message, in order: None when acknowledged.
+
+    A ``stop`` cuts the wait to :data:`STOP_GRACE_SECONDS` more, so a shutdown is not held for
+    ``message.timeout.ms`` by a broker that is down; unreported messages count as undelivered
+    (the relay publishes them again later, with the same ids).
+    """
     reports: dict[int, KafkaError | None] = {}
 
     def on_delivery(index: int) -> Callable[[KafkaError | None, Message], None]:
@@ -57,6 +68,10 @@ def deliver(
                 reports[index] = exc.args[0]
                 break
     deadline = time.monotonic() + report_timeout
+    stopping = False
     while len(reports) < len(messages) and time.monotonic() < deadline:
-        producer.flush(0.5)
+        if stop is not None and stop.is_set() and not stopping:
+            stopping = True
+            deadline = min(deadline, time.monotonic() + STOP_GRACE_SECONDS)
+        producer.flush(0.2)
     return [reports.get(index, _UNREPORTED) for index in range(len(messages))]

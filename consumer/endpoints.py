@@ -1,8 +1,9 @@
 """The HTTP endpoints on the metrics port: /metrics, /healthz and /readyz.
 
 /healthz: every running loop has beaten within its deadline (a stuck loop turns it 503).
-/readyz: no loop reports not-ready (e.g. ingest without partitions while paused) and the
-database answers. Served by a small threaded server in a daemon thread.
+/readyz: no loop reports not-ready (e.g. ingest without partitions while paused), the
+database answers, and no dependency is known to be down (each one named with its reason).
+Served by a small threaded server in a daemon thread.
 """
 
 from __future__ import annotations
@@ -14,14 +15,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 
+from consumer.dependencies import Dependencies
 from consumer.health import Heartbeats
 
 
-def serve(
+def serve(  # noqa: PLR0917 - one call site, each argument a different thing to read
     port: int,
     registry: CollectorRegistry,
     heartbeats: Heartbeats,
     database_ok: Callable[[], bool],
+    dependencies: Dependencies,
     host: str = "0.0.0.0",
 ) -> ThreadingHTTPServer:
     """Start serving in a daemon thread; the caller shuts the server down."""
@@ -40,8 +43,14 @@ def serve(
             elif self.path == "/readyz":
                 waiting = heartbeats.not_ready()
                 db = database_ok()
-                ready = not waiting and db
-                status = {"ready": ready, "not_ready_loops": waiting, "database": db}
+                down = dependencies.problems()
+                ready = not waiting and db and not down
+                status = {
+                    "ready": ready,
+                    "not_ready_loops": waiting,
+                    "database": db,
+                    "dependencies_down": down,
+                }
                 self._json(200 if ready else 503, status)
             else:
                 self._send(404, b"not found\n", "text/plain")

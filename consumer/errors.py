@@ -7,6 +7,7 @@
     │   └── UnexpectedRecordError  our code raised something unforeseen on one record
     ├── TransientError     the world is briefly broken (database down): back off, do not commit
     └── FatalError         the process cannot go on (fatal Kafka error): exit non-zero
+        └── StartupTimeoutError  a dependency unreachable for the whole start-up deadline: exit 3
 
 Only loop boundaries catch ``Exception``; there they classify it into this tree.
 Must not import anything outside the standard library.
@@ -48,3 +49,7 @@ class TransientError(CertConsumerError):
 
 class FatalError(CertConsumerError):
     """The process cannot continue; the CLI exits non-zero."""
+
+
+class StartupTimeoutError(FatalError):
+    """A dependency stayed unreachable for CERT_CONSUMER_STARTUP_TIMEOUT_SECONDS (exit 3)."""

@@ -17,9 +17,10 @@ import structlog
 
 from consumer import debounce, model
 from consumer.config import Settings
+from consumer.dependencies import Dependencies, Dependency
 from consumer.evaluation import evaluate_keys
 from consumer.metrics import Metrics
-from consumer.retry import Backoff, is_transient
+from consumer.retry import Backoff, first_line, is_transient, wait_beating
 
 log = structlog.get_logger("consumer.evaluator")
 LOOP = "evaluate"
@@ -47,7 +48,9 @@ class EvaluatorLoop:
         stop: threading.Event,
         beat: Callable[[], None],
         now: Callable[[], datetime],
+        dependencies: Dependencies,
     ) -> None:
+        self._dependencies = dependencies
         self._engine = engine
         self._settings = settings
         self._metrics = metrics
@@ -66,10 +69,12 @@ class EvaluatorLoop:
                 if not is_transient(exc):
                     raise
                 self._metrics.db_failures.labels(LOOP).inc()
+                self._dependencies.down(Dependency.POSTGRESQL, first_line(exc))
                 delay = backoff.next_delay()
-                log.warning("evaluator_retrying", error=str(exc).splitlines()[0], delay_s=delay)
-                self._stop.wait(delay)
+                log.warning("evaluator_retrying", error=first_line(exc), delay_s=round(delay, 2))
+                wait_beating(self._stop, delay, self._beat)
                 continue
+            self._dependencies.up(Dependency.POSTGRESQL)
             self._beat()
             if not worked:
                 self._stop.wait(self._settings.idle_sleep_seconds)

@@ -1,4 +1,5 @@
-"""Liveness bookkeeping: each loop beats after every unit of progress (or idle wait).
+"""Liveness bookkeeping: each loop beats after every unit of progress, idle wait, or wait for a
+dependency (a loop waiting for PostgreSQL is alive; only a wedged one stops beating).
 
 ``/healthz`` is healthy when every running loop has beaten within its deadline; readiness is
 decided by the caller from ``ready`` flags (partitions assigned, database reachable).
@@ -24,6 +25,12 @@ class Heartbeats:
     def beat(self, loop: str) -> None:
         with self._lock:
             self._last[loop] = self._clock()
+
+    def forget(self, name: str) -> None:
+        """Stop watching ``name`` (a phase that ended, such as start-up)."""
+        with self._lock:
+            self._last.pop(name, None)
+            self._ready.pop(name, None)
 
     def set_ready(self, loop: str, ready: bool) -> None:
         with self._lock:

@@ -12,6 +12,7 @@ partitions revoked during a retry are dropped from the batch (their new owner re
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -22,18 +23,21 @@ import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
 
 from consumer import debounce
-from consumer.batches import Poison, decode_batch, next_offsets
+from consumer.batches import Poison, decode_batch, next_offsets, partition_lag
 from consumer.codec import Codec
+from consumer.codec_errors import RegistryUnavailableError
 from consumer.config import Settings
 from consumer.dead_letters import FALLBACK_BUDGETS, dead_letter, error_class
 from consumer.delivery import Outgoing, deliver
+from consumer.dependencies import Dependencies, Dependency
 from consumer.errors import FatalError, TransientError, UnexpectedRecordError
 from consumer.kafka_clients import max_record_bytes, report_timeout_seconds
 from consumer.metrics import Metrics
-from consumer.retry import Backoff, is_transient
+from consumer.retry import Backoff, first_line, is_transient
 
 log = structlog.get_logger("consumer.ingest")
 LOOP = "ingest"
+_LAG_TIMEOUT = 2.0
 
 
 def _too_large(err: KafkaError | None) -> bool:
@@ -43,6 +47,10 @@ def _too_large(err: KafkaError | None) -> bool:
 def _key_text(msg: Message) -> str:
     """The record key for a log line: ids only by contract, cut short if it is garbage."""
     return (msg.key() or b"")[:64].decode("utf-8", "replace")
+
+
+class DeadLetterUndeliveredError(TransientError):
+    """The dead-letter topic did not acknowledge a copy: the batch waits, its offsets unstored."""
 
 
 class IngestLoop:
@@ -60,7 +68,9 @@ class IngestLoop:
         stop: threading.Event,
         beat: Callable[[], None],
         set_ready: Callable[[bool], None],
+        dependencies: Dependencies,
     ) -> None:
+        self._dependencies = dependencies
         self._consumer = consumer
         self._dlq = dlq_producer
         self._codec = codec
@@ -74,6 +84,7 @@ class IngestLoop:
         self._dlq_budget = max_record_bytes(settings)
         self._accepted = settings.accepted_types
         self._revoked: set[tuple[str, int]] = set()
+        self._lag_due = 0.0
         self._paused = False
 
     # -- rebalance callbacks (run inside consume(), between batches) --------------------------
@@ -87,11 +98,43 @@ class IngestLoop:
         # With auto-commit on, librdkafka commits the stored offsets of revoked partitions
         # itself; a synchronous commit here would wait behind the rebalance it is part of.
         self._revoked.update((tp.topic, tp.partition) for tp in partitions)
+        self._forget_lag(partitions)
         log.info("partitions_revoked", partitions=[f"{p.topic}:{p.partition}" for p in partitions])
 
     def _on_lost(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         self._revoked.update((tp.topic, tp.partition) for tp in partitions)
+        self._forget_lag(partitions)
         log.warning("partitions_lost", partitions=[f"{p.topic}:{p.partition}" for p in partitions])
+
+    def _forget_lag(self, partitions: list[TopicPartition]) -> None:
+        """A partition this process no longer owns must not be exported (sum() would count
+        it twice, here and at its new owner)."""
+        for tp in partitions:
+            with contextlib.suppress(KeyError):
+                self._metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+
+    def _refresh_lag(self) -> None:
+        """Lag of every owned partition: its high watermark minus its committed offset (or
+        minus its low watermark before any commit), asked of the broker so it stays true while
+        the partitions are paused, when librdkafka's own statistics stop refreshing."""
+        interval = self._settings.lag_interval_seconds
+        if interval <= 0 or time.monotonic() < self._lag_due:
+            return
+        self._lag_due = time.monotonic() + interval
+        assignment = self._consumer.assignment()
+        if not assignment:
+            return
+        try:
+            for tp in self._consumer.committed(assignment, timeout=_LAG_TIMEOUT):
+                low, high = self._consumer.get_watermark_offsets(
+                    TopicPartition(tp.topic, tp.partition), timeout=_LAG_TIMEOUT, cached=False
+                )
+                lag = partition_lag(tp.offset, low, high)
+                self._metrics.consumer_lag.labels(tp.topic, str(tp.partition)).set(lag)
+        except KafkaException as exc:
+            self._dependencies.down(Dependency.KAFKA, first_line(exc))
+            return
+        self._dependencies.up(Dependency.KAFKA)
 
     # -- the loop ------------------------------------------------------------------------------
     def run(self) -> None:
@@ -105,6 +148,7 @@ class IngestLoop:
             while not self._stop.is_set():
                 messages = self._consume()
                 self._beat()
+                self._refresh_lag()
                 if messages:
                     self._process(messages)
         finally:
@@ -148,15 +192,19 @@ class IngestLoop:
                     if not is_transient(exc):
                         if handle == self._handle_alone:
                             raise  # the dead-letter path itself is broken: a bug
-                        log.error("batch_failed_isolating", error=_first_line(exc))
+                        log.error("batch_failed_isolating", error=first_line(exc))
                         handle = self._handle_alone
                         continue
-                    self._metrics.db_failures.labels(LOOP).inc()
+                    blamed = _blame(exc)
+                    if blamed is Dependency.POSTGRESQL:
+                        self._metrics.db_failures.labels(LOOP).inc()
+                    self._dependencies.down(blamed, first_line(exc))
                     delay = backoff.next_delay()
-                    log.warning("ingest_retrying", error=_first_line(exc), delay_s=delay)
+                    log.warning("ingest_retrying", error=first_line(exc), delay_s=round(delay, 2))
                     self._pause()
                     if not self._service_group_for(delay):
                         return  # stopping: the batch stays uncommitted and is re-read later
+        self._dependencies.up(Dependency.POSTGRESQL)
         self._resume()
 
     def _handle(self, messages: list[Message], first_seen: datetime) -> None:
@@ -219,16 +267,18 @@ class IngestLoop:
         waiting = poison
         for budget in (self._dlq_budget, *FALLBACK_BUDGETS):
             copies = [self._dead_letter_copy(item, first_seen, budget) for item in waiting]
-            outcome = deliver(self._dlq, copies, report_timeout=self._report_timeout)
+            outcome = deliver(
+                self._dlq, copies, report_timeout=self._report_timeout, stop=self._stop
+            )
             failures = [str(err) for err in outcome if err is not None and not _too_large(err)]
             if failures:
-                raise TransientError(f"dead-letter delivery failed: {failures[:3]}")
+                raise DeadLetterUndeliveredError(f"dead-letter delivery failed: {failures[:3]}")
             self._count_cuts(c for c, err in zip(copies, outcome, strict=True) if err is None)
             waiting = [i for i, err in zip(waiting, outcome, strict=True) if _too_large(err)]
             if not waiting:
                 break
         if waiting:
-            raise TransientError(
+            raise DeadLetterUndeliveredError(
                 f"the dead-letter topic {self._settings.dlq_topic} refuses even a "
                 f"{FALLBACK_BUDGETS[-1]}-byte record; raise its max.message.bytes"
             )
@@ -291,6 +341,7 @@ class IngestLoop:
                         )
                     )
             self._beat()
+            self._refresh_lag()
         return True
 
     def _close(self) -> None:
@@ -332,5 +383,10 @@ _CUT_HEADERS = {
 }
 
 
-def _first_line(exc: BaseException) -> str:
-    return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+def _blame(exc: BaseException) -> Dependency:
+    """Which dependency a transient failure of the ingest is about."""
+    if isinstance(exc, DeadLetterUndeliveredError):
+        return Dependency.KAFKA
+    if isinstance(exc, RegistryUnavailableError):
+        return Dependency.SCHEMA_REGISTRY
+    return Dependency.POSTGRESQL

@@ -1,18 +1,93 @@
 """librdkafka configuration for every Kafka client of the service, built in one place.
 
-Pass-through properties from the environment (security, timeouts...) apply to all clients;
-the properties our correctness depends on are set last and cannot be overridden.
+Pass-through properties from the environment (security, timeouts...) go to the clients they
+are for: a consumer-only property (``session.timeout.ms``) only to the consumer, a
+producer-only one (``linger.ms``) only to producers, everything else to every client, so no
+client prints a CONFWARN about a property that is not its own. The properties our correctness
+depends on are set last and cannot be overridden. Every client is named after the host (the
+pod) and its role, so broker-side quotas, logs and metrics can tell the pods apart.
 """
 
 from __future__ import annotations
 
+import enum
+import socket
 from typing import Any
 
 from consumer.config import Settings
 
 
-def _base(settings: Settings) -> dict[str, Any]:
-    return {"bootstrap.servers": settings.bootstrap_servers, **settings.kafka_properties}
+class Client(enum.Enum):
+    CONSUMER = "consumer"
+    PRODUCER = "producer"
+    ADMIN = "admin"
+
+
+# librdkafka's CONFIGURATION.md marks these C (consumer) or P (producer) only.
+CONSUMER_ONLY = frozenset(
+    {
+        "auto.commit.interval.ms",
+        "auto.offset.reset",
+        "check.crcs",
+        "coordinator.query.interval.ms",
+        "fetch.error.backoff.ms",
+        "fetch.max.bytes",
+        "fetch.message.max.bytes",
+        "fetch.min.bytes",
+        "fetch.queue.backoff.ms",
+        "fetch.wait.max.ms",
+        "group.remote.assignor",
+        "heartbeat.interval.ms",
+        "isolation.level",
+        "max.partition.fetch.bytes",
+        "max.poll.interval.ms",
+        "queued.max.messages.kbytes",
+        "queued.min.messages",
+        "session.timeout.ms",
+    }
+)
+PRODUCER_ONLY = frozenset(
+    {
+        "batch.num.messages",
+        "batch.size",
+        "compression.codec",
+        "compression.level",
+        "compression.type",
+        "delivery.timeout.ms",
+        "linger.ms",
+        "message.send.max.retries",
+        "message.timeout.ms",
+        "partitioner",
+        "queue.buffering.max.kbytes",
+        "queue.buffering.max.messages",
+        "queue.buffering.max.ms",
+        "request.required.acks",
+        "request.timeout.ms",
+        "retries",
+        "sticky.partitioning.linger.ms",
+    }
+)
+_NOT_FOR = {
+    Client.CONSUMER: PRODUCER_ONLY,
+    Client.PRODUCER: CONSUMER_ONLY,
+    Client.ADMIN: CONSUMER_ONLY | PRODUCER_ONLY,
+}
+
+
+def passthrough(settings: Settings, client: Client) -> dict[str, str]:
+    """The operator's librdkafka properties that apply to ``client``."""
+    skip = _NOT_FOR[client]
+    return {k: v for k, v in settings.kafka_properties.items() if k not in skip}
+
+
+def client_id(settings: Settings, role: str) -> str:
+    """``client.id``: the operator's if set, else ``cert-consumer-<host>-<role>``."""
+    given = settings.kafka_properties.get("client.id")
+    return f"{given}-{role}" if given else f"cert-consumer-{socket.gethostname()}-{role}"
+
+
+def _base(settings: Settings, client: Client = Client.ADMIN) -> dict[str, Any]:
+    return {"bootstrap.servers": settings.bootstrap_servers, **passthrough(settings, client)}
 
 
 def consumer_config(settings: Settings) -> dict[str, Any]:
@@ -43,7 +118,7 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
 
 def producer_config(settings: Settings) -> dict[str, Any]:
     """Idempotent producer: no duplicates or reordering from librdkafka's own retries."""
-    return _base(settings) | {
+    return _base(settings, Client.PRODUCER) | {
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": settings.kafka_properties.get("linger.ms", "5"),

@@ -106,7 +106,19 @@ class Metrics:
         )
         self.outbox_backlog = Gauge(
             "cert_consumer_outbox_backlog_events",
-            "Outbox events not yet published.",
+            "Outbox events not yet published, set-aside ones included.",
+            registry=r,
+        )
+        self.outbox_set_aside = Gauge(
+            "cert_consumer_outbox_set_aside_events",
+            "Outbox events set aside (failed_at) and waiting for `cert-consumer outbox retry`.",
+            registry=r,
+        )
+        self.dependency_up = Gauge(
+            "cert_consumer_dependency_up",
+            "1 while a dependency answers, 0 while it is down (postgresql, kafka, "
+            "schema_registry).",
+            ["dependency"],
             registry=r,
         )
         self.outbox_oldest_age = Gauge(

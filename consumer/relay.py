@@ -20,15 +20,16 @@ import structlog
 from confluent_kafka import Producer
 
 from consumer.codec import Codec
-from consumer.codec_errors import EncodeError
+from consumer.codec_errors import EncodeError, RegistryUnavailableError, UnregisteredSchemaError
 from consumer.config import Settings
 from consumer.contracts import EventType
 from consumer.delivery import Outgoing, deliver
+from consumer.dependencies import Dependencies, Dependency
 from consumer.envelope import build_output
 from consumer.errors import TransientError
 from consumer.kafka_clients import report_timeout_seconds
 from consumer.metrics import Metrics
-from consumer.retry import Backoff, is_transient
+from consumer.retry import Backoff, first_line, is_transient, wait_beating
 
 log = structlog.get_logger("consumer.relay")
 LOOP = "relay"
@@ -48,13 +49,27 @@ _MARK = sa.text(
 _BACKLOG = sa.text(
     """
     SELECT count(*) AS backlog,
+           count(*) FILTER (WHERE failed_at IS NOT NULL) AS set_aside,
            coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0) AS oldest
-    FROM cert_consumer.outbox WHERE published_at IS NULL AND failed_at IS NULL
+    FROM cert_consumer.outbox WHERE published_at IS NULL
     """
 )
 _FAIL = sa.text(
     "UPDATE cert_consumer.outbox SET failed_at = clock_timestamp(), error = :error WHERE id = :id"
 )
+
+
+class NothingDeliveredError(TransientError):
+    """No event of a batch was acknowledged: the broker or a topic is unavailable."""
+
+
+def _blame(exc: BaseException) -> Dependency:
+    """Which dependency a transient failure of the relay is about."""
+    if isinstance(exc, NothingDeliveredError):
+        return Dependency.KAFKA
+    if isinstance(exc, RegistryUnavailableError | UnregisteredSchemaError):
+        return Dependency.SCHEMA_REGISTRY
+    return Dependency.POSTGRESQL
 
 
 def avro_record(payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -77,7 +92,9 @@ class RelayLoop:
         metrics: Metrics,
         stop: threading.Event,
         beat: Callable[[], None],
+        dependencies: Dependencies,
     ) -> None:
+        self._dependencies = dependencies
         self._engine = engine
         self._producer = producer
         self._codec = codec
@@ -103,12 +120,16 @@ class RelayLoop:
                 except Exception as exc:
                     if not is_transient(exc):
                         raise
-                    self._drop_connection()
-                    self._metrics.db_failures.labels(LOOP).inc()
+                    blamed = _blame(exc)
+                    if blamed is Dependency.POSTGRESQL:
+                        self._drop_connection()
+                        self._metrics.db_failures.labels(LOOP).inc()
+                    self._dependencies.down(blamed, first_line(exc))
                     delay = backoff.next_delay()
-                    log.warning("relay_retrying", error=str(exc).splitlines()[0], delay_s=delay)
-                    self._stop.wait(delay)
+                    log.warning("relay_retrying", error=first_line(exc), delay_s=round(delay, 2))
+                    wait_beating(self._stop, delay, self._beat)
                     continue
+                self._dependencies.up(Dependency.POSTGRESQL)
                 self._beat()
                 if not worked:
                     self._stop.wait(self._settings.idle_sleep_seconds)
@@ -156,7 +177,11 @@ class RelayLoop:
             conn.commit()
         self._metrics.batch_seconds.labels(LOOP).observe(time.perf_counter() - started)
         if ready and not published:
-            raise TransientError("no outbox event of the batch was delivered")
+            raise NothingDeliveredError("no outbox event of the batch was delivered")
+        if published:
+            self._dependencies.up(Dependency.KAFKA)
+            if self._codec.uses_registry:
+                self._dependencies.up(Dependency.SCHEMA_REGISTRY)
         return True
 
     def _encode_or_set_aside(
@@ -200,6 +225,7 @@ class RelayLoop:
             self._producer,
             [outgoing for _, outgoing in ready],
             report_timeout=self._report_timeout,
+            stop=self._stop,
         )
         delivered: list[int] = []
         for (row, _), err in zip(ready, outcome, strict=True):
@@ -218,4 +244,5 @@ class RelayLoop:
         row = conn.execute(_BACKLOG).one()
         conn.commit()
         self._metrics.outbox_backlog.set(row.backlog)
+        self._metrics.outbox_set_aside.set(row.set_aside)
         self._metrics.outbox_oldest_age.set(float(row.oldest))

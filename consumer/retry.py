@@ -7,7 +7,11 @@ handled where it is raised.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import random
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 
 import sqlalchemy as sa
 
@@ -27,16 +31,40 @@ def is_transient(exc: BaseException) -> bool:
 
 @dataclass
 class Backoff:
-    """0.2 s, 0.4 s, ... doubling up to ``cap``; ``reset`` after a success."""
+    """Capped exponential backoff with jitter: attempt n waits a random time in
+    [d/2, d], d = min(cap, first * 2^n); ``reset`` after a success.
+
+    The jitter keeps the loops of every pod from retrying in lock-step after a blip, which
+    would hit a recovering database with all of them at once.
+    """
 
     cap: float
     first: float = 0.2
     attempt: int = 0
+    rng: random.Random = field(default_factory=random.Random)
 
     def next_delay(self) -> float:
-        delay = float(min(self.cap, self.first * (2**self.attempt)))
+        ceiling = float(min(self.cap, self.first * (2 ** min(self.attempt, 32))))
         self.attempt += 1
-        return delay
+        return ceiling * (0.5 + self.rng.random() / 2)
 
     def reset(self) -> None:
         self.attempt = 0
+
+
+def wait_beating(stop: threading.Event, seconds: float, beat: Callable[[], None]) -> bool:
+    """Wait ``seconds`` (or until ``stop``), beating at least once a second: a loop that
+    waits for a dependency is alive, not stuck. True when the wait ended by ``stop``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        beat()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return stop.is_set()
+        if stop.wait(min(left, 1.0)):
+            return True
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an error, for a log field or a readiness reason."""
+    return (str(exc).splitlines() or [type(exc).__name__])[0][:300]

@@ -17,25 +17,30 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from types import FrameType
+from typing import Any
 
 import sqlalchemy as sa
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from consumer import endpoints, kafka_clients
-from consumer.batches import record_consumer_lag
 from consumer.codec import Codec
+from consumer.codec_errors import UnregisteredSchemaError
 from consumer.config import Settings
-from consumer.contracts import load_catalogue, locate_schemas_dir
-from consumer.errors import ConfigError, FatalError
+from consumer.contracts import EventType, load_catalogue, locate_schemas_dir
+from consumer.dependencies import Dependencies, Dependency
+from consumer.errors import ConfigError, FatalError, StartupTimeoutError
 from consumer.evaluator import EvaluatorLoop
 from consumer.health import Heartbeats
 from consumer.ingest import IngestLoop
+from consumer.logs import KAFKA_LOG_WINDOW_SECONDS, RateLimit, kafka_logger
 from consumer.metrics import Metrics
 from consumer.migrations import pending_versions
 from consumer.relay import RelayLoop
+from consumer.retry import Backoff, first_line, is_transient, wait_beating
 
 log = structlog.get_logger("consumer.runtime")
+FORCED_EXIT = 130
 
 
 @dataclass
@@ -45,16 +50,32 @@ class LoopThread:
     failure: BaseException | None = None
 
 
+# librdkafka errors that say "the cluster cannot be reached", as opposed to one request failing.
+_UNREACHABLE = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, KafkaError._RESOLVE})
+
+
 def _kafka_error_callback(
-    stop: threading.Event, failures: list[str]
+    stop: threading.Event, failures: list[str], dependencies: Dependencies, client: str
 ) -> Callable[[KafkaError], None]:
+    limit = RateLimit(KAFKA_LOG_WINDOW_SECONDS)
+
     def on_error(err: KafkaError) -> None:
         if err.fatal():
             failures.append(str(err))
-            log.error("kafka_fatal_error", error=str(err))
+            log.error("kafka_fatal_error", client=client, error=str(err))
             stop.set()
+        elif err.code() in _UNREACHABLE:
+            dependencies.down(Dependency.KAFKA, str(err))
         else:
-            log.warning("kafka_error", error=str(err), code=err.code())
+            suppressed = limit.admit(err.code())
+            if suppressed is not None:
+                log.warning(
+                    "kafka_error",
+                    client=client,
+                    error=str(err),
+                    code=err.code(),
+                    suppressed=suppressed,
+                )
 
     return on_error
 
@@ -69,11 +90,9 @@ def build_codec(settings: Settings) -> Codec:
 
 
 def check_database(engine: sa.Engine) -> None:
-    """Refuse to start against a database the service schema was not migrated on."""
-    try:
-        missing = pending_versions(engine)
-    except sa.exc.OperationalError as exc:
-        raise FatalError(f"cannot reach the database: {str(exc).splitlines()[0]}") from exc
+    """Refuse to start against a database the service schema was not migrated on; a database
+    that does not answer raises its own (transient) error."""
+    missing = pending_versions(engine)
     if missing:
         raise FatalError(
             f"the cert_consumer schema lacks migrations {missing}; run `cert-consumer db upgrade`"
@@ -87,6 +106,7 @@ class Service:
         self.settings = settings
         self.stop = stop or threading.Event()
         self.metrics = Metrics()
+        self.dependencies = Dependencies(self.metrics.dependency_up)
         self.heartbeats = Heartbeats(settings.health_deadline_seconds)
         self.engine = sa.create_engine(
             settings.database_url,
@@ -105,23 +125,28 @@ class Service:
             return False
         return True
 
-    def _producer(self) -> Producer:
-        config = kafka_clients.producer_config(self.settings)
-        config["error_cb"] = _kafka_error_callback(self.stop, self.kafka_failures)
-        return Producer(config)
+    def _client_config(self, config: dict[str, Any], role: str) -> dict[str, Any]:
+        """Name, log routing and error handling shared by every client of this process."""
+        name = kafka_clients.client_id(self.settings, role)
+        return config | {
+            "client.id": name,
+            "logger": kafka_logger(role),
+            "error_cb": _kafka_error_callback(
+                self.stop, self.kafka_failures, self.dependencies, name
+            ),
+        }
+
+    def _producer(self, role: str) -> Producer:
+        return Producer(self._client_config(kafka_clients.producer_config(self.settings), role))
 
     def _build(self, role: str, codec: Codec) -> Callable[[], None]:
         beat = lambda: self.heartbeats.beat(role)  # noqa: E731 - tiny closure per loop
         if role == "ingest":
-            config = kafka_clients.consumer_config(self.settings)
-            config["error_cb"] = _kafka_error_callback(self.stop, self.kafka_failures)
-            if self.settings.lag_interval_seconds > 0:
-                config["statistics.interval.ms"] = int(self.settings.lag_interval_seconds * 1000)
-                config["stats_cb"] = lambda stats: record_consumer_lag(self.metrics, stats)
+            config = self._client_config(kafka_clients.consumer_config(self.settings), role)
             self.heartbeats.set_ready(role, False)
             return IngestLoop(
                 consumer=Consumer(config),
-                dlq_producer=self._producer(),
+                dlq_producer=self._producer("dead-letters"),
                 codec=codec,
                 engine=self.engine,
                 settings=self.settings,
@@ -129,6 +154,7 @@ class Service:
                 stop=self.stop,
                 beat=beat,
                 set_ready=lambda ready: self.heartbeats.set_ready(role, ready),
+                dependencies=self.dependencies,
             ).run
         if role == "evaluate":
             return EvaluatorLoop(
@@ -138,20 +164,72 @@ class Service:
                 stop=self.stop,
                 beat=beat,
                 now=lambda: datetime.now(UTC),
+                dependencies=self.dependencies,
             ).run
         return RelayLoop(
             engine=self.engine,
-            producer=self._producer(),
+            producer=self._producer(role),
             codec=codec,
             settings=self.settings,
             metrics=self.metrics,
             stop=self.stop,
             beat=beat,
+            dependencies=self.dependencies,
         ).run
 
-    def start(self) -> None:
-        check_database(self.engine)
+    def _wait_until_reachable(self, what: str, check: Callable[[], None]) -> bool:
+        """Run ``check`` until it passes, backing off (with jitter) while it fails transiently:
+        not ready, but alive, so an outage at start is no crash loop. False if stopped first;
+        StartupTimeoutError past CERT_CONSUMER_STARTUP_TIMEOUT_SECONDS (0: wait for ever)."""
+        timeout = self.settings.startup_timeout_seconds
+        deadline = time.monotonic() + timeout if timeout > 0 else None
+        backoff = Backoff(self.settings.max_backoff_seconds)
+        self.heartbeats.set_ready("startup", False)
+        beat = lambda: self.heartbeats.beat("startup")  # noqa: E731 - tiny closure
+        while True:
+            try:
+                check()
+                break
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                log.warning("waiting_for_dependency", dependency=what, error=first_line(exc))
+                if deadline is not None and time.monotonic() > deadline:
+                    raise StartupTimeoutError(
+                        f"{what} still unreachable after {timeout:g}s "
+                        f"(CERT_CONSUMER_STARTUP_TIMEOUT_SECONDS): {first_line(exc)}"
+                    ) from exc
+                if wait_beating(self.stop, backoff.next_delay(), beat):
+                    return False
+        self.heartbeats.forget("startup")
+        return True
+
+    def _check_output_subjects(self, codec: Codec) -> None:
+        """With a registry, every output schema must be registered before events can flow;
+        until it is, the service is not ready and says so once (the relay keeps checking)."""
+        for event_type, topic in (
+            (EventType.CERTIFICATE_GRANTED, self.settings.granted_topic),
+            (EventType.APPROVAL_REQUESTED, self.settings.approval_topic),
+        ):
+            try:
+                codec.check_registered(event_type, topic)
+            except UnregisteredSchemaError as exc:
+                log.error("output_schema_not_registered", subject=exc.subject, error=str(exc))
+                self.dependencies.down(Dependency.SCHEMA_REGISTRY, str(exc))
+                return
+        self.dependencies.up(Dependency.SCHEMA_REGISTRY)
+
+    def start(self) -> bool:
+        """Wait for the database, build the loops and start them; False if stopped first."""
+        database = lambda: check_database(self.engine)  # noqa: E731 - tiny closure
+        if not self._wait_until_reachable(Dependency.POSTGRESQL.value, database):
+            return False
+        self.dependencies.up(Dependency.POSTGRESQL)
         codec = build_codec(self.settings)
+        if codec.uses_registry and "relay" in self.settings.roles:
+            self._wait_until_reachable(
+                Dependency.SCHEMA_REGISTRY.value, lambda: self._check_output_subjects(codec)
+            )
         for role in self.settings.roles:
             try:
                 run = self._build(role, codec)
@@ -168,6 +246,7 @@ class Service:
         for entry in self._loops:
             entry.thread.start()
         log.info("service_started", roles=list(self.settings.roles))
+        return True
 
     def _supervised(self, entry: LoopThread, run: Callable[[], None]) -> None:
         try:
@@ -198,11 +277,19 @@ class Service:
 
 
 def run_service(settings: Settings) -> int:
-    """`cert-consumer run`: start the loops and the endpoints, serve until a signal."""
+    """`cert-consumer run`: start the loops and the endpoints, serve until a signal.
+
+    The first SIGTERM/SIGINT stops gracefully within the shutdown bound; a second one exits
+    at once with code 130 (an operator who presses Ctrl-C twice means it).
+    """
     service = Service(settings)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
-        log.info("stop_requested", signal=signal.Signals(signum).name)
+        name = signal.Signals(signum).name
+        if service.stop.is_set():
+            log.warning("forced_exit", signal=name)
+            os._exit(FORCED_EXIT)
+        log.info("stop_requested", signal=name)
         service.stop.set()
 
     signal.signal(signal.SIGTERM, on_signal)
@@ -214,9 +301,12 @@ def run_service(settings: Settings) -> int:
             service.metrics.registry,
             service.heartbeats,
             service._database_ok,
+            service.dependencies,
         )
     try:
-        service.start()
+        if not service.start():
+            log.info("service_stopped", during="startup")
+            return 0
         return service.wait()
     finally:
         if server is not None:

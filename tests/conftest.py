@@ -9,6 +9,7 @@ CERT_CONSUMER_TEST_DATABASE_URL (a server URL; the tests create and drop databas
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import subprocess
 import tempfile
@@ -20,9 +21,10 @@ import pytest
 import sqlalchemy as sa
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from consumer.localdb import LocalPostgres
+from consumer.localdb import LocalPostgres, free_port
 from consumer.migrations import upgrade
 from consumer.torus import create_torus_tables
+from tests.integration.service import Launcher, OwnBroker, ServiceProcess
 from tests.support import wait_for
 
 REPO = Path(__file__).resolve().parent.parent
@@ -131,3 +133,56 @@ def new_topic(kafka_bootstrap: str) -> Iterator[Callable[..., str]]:
     if created:
         for future in admin.delete_topics(created, operation_timeout=30).values():
             future.result(timeout=30)
+
+
+@pytest.fixture
+def own_database(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[LocalPostgres, str]]:
+    """A PostgreSQL server of this test's own, migrated, so it can be stopped harmlessly."""
+    server = LocalPostgres(tmp_path_factory.mktemp("pg-own"))
+    url = server.start()
+    engine = sa.create_engine(url)
+    with engine.begin() as conn:
+        create_torus_tables(conn)
+    upgrade(engine)
+    engine.dispose()
+    try:
+        yield server, url
+    finally:
+        server.destroy()
+
+
+@pytest.fixture
+def own_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[OwnBroker]:
+    """A Kafka broker of this test's own, so it can be halted and resumed harmlessly."""
+    broker = OwnBroker(tmp_path_factory.mktemp("kafka-own"))
+    broker.bootstrap = broker.script("start")
+    try:
+        yield broker
+    finally:
+        broker.script("stop")
+
+
+@pytest.fixture
+def seed() -> int:
+    """A random seed for a scenario, printed; CERT_CONSUMER_FAULTS_SEED replays one."""
+    given = os.environ.get("CERT_CONSUMER_FAULTS_SEED")
+    value = int(given) if given else random.randrange(1_000_000)
+    print(f"\nfaults: seed {value} (CERT_CONSUMER_FAULTS_SEED={value} replays it)")
+    return value
+
+
+@pytest.fixture
+def launch(tmp_path: Path) -> Iterator[Launcher]:
+    """Start `cert-consumer run` processes, each on its own metrics port; killed at the end."""
+    started: list[ServiceProcess] = []
+
+    def start(env: dict[str, str]) -> ServiceProcess:
+        log = tmp_path / f"service-{len(started)}.log"
+        own = env | {"CERT_CONSUMER_METRICS_PORT": str(free_port())}
+        service = ServiceProcess(own, log).start()
+        started.append(service)
+        return service
+
+    yield start
+    for service in started:
+        service.close()

@@ -30,6 +30,7 @@ from consumer.codec_errors import (
     TruncatedRecordError,
     UnknownFramingError,
     UnknownSchemaError,
+    UnregisteredSchemaError,
     WrongEventTypeError,
 )
 from consumer.contracts import Catalogue, EventType, crc64_avro, load_catalogue
@@ -272,13 +273,20 @@ def test_encoding_a_bad_record_is_an_encode_error(catalogue: Catalogue) -> None:
     assert caught.value.event_type is EventType.PAGE_SCORE_UPDATED
 
 
-def test_encoding_to_an_unregistered_subject_is_an_encode_error(
+def test_encoding_to_an_unregistered_subject_waits_it_is_not_the_events_fault(
     catalogue: Catalogue, mock_registry: SchemaRegistryClient
 ) -> None:
+    codec = Codec(catalogue, mock_registry)
     with pytest.raises(
-        EncodeError, match=r"is not registered under torus\.page-score-updated-value"
-    ):
-        Codec(catalogue, mock_registry).encode(EventType.PAGE_SCORE_UPDATED, SCORE)
+        UnregisteredSchemaError, match=r"is not registered under torus\.page-score-updated-value"
+    ) as caught:
+        codec.encode(EventType.PAGE_SCORE_UPDATED, SCORE)
+    assert isinstance(caught.value, TransientError)
+    with pytest.raises(UnregisteredSchemaError):
+        codec.check_registered(EventType.PAGE_SCORE_UPDATED, "torus.page-score-updated")
+    register_latest(mock_registry, catalogue)
+    codec.check_registered(EventType.PAGE_SCORE_UPDATED, "torus.page-score-updated")
+    assert codec.encode(EventType.PAGE_SCORE_UPDATED, SCORE)[:1] == b"\x00"
 
 
 # Fuzzing: whatever the bytes, decode raises a CodecError and nothing else.

@@ -17,11 +17,17 @@ import sqlalchemy as sa
 from confluent_kafka import KafkaError, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from tests.faults.conftest import Launcher, scale
+from tests.faults.conftest import scale
 from tests.faults.hostile import BIG_LIMIT_TOPIC_BYTES, Generator, Hostile
 from tests.faults.verdict import read_topic, verdict
 from tests.faults.world import Triggers, seed_world
-from tests.integration.service import ServiceProcess, Topics, codec, service_env
+from tests.integration.service import (
+    Launcher,
+    ServiceProcess,
+    Topics,
+    codec,
+    service_env,
+)
 from tests.support import wait_for
 
 Coordinates = tuple[str, int, int]

@@ -9,10 +9,10 @@ from collections.abc import Callable
 
 import sqlalchemy as sa
 
-from tests.faults.conftest import Launcher, scale
+from tests.faults.conftest import scale
 from tests.faults.verdict import verdict
 from tests.faults.world import Triggers, World, rounds, seed_world
-from tests.integration.service import Topics, codec, service_env
+from tests.integration.service import Launcher, Topics, codec, service_env
 
 
 def play_in_background(

@@ -11,12 +11,18 @@ from collections.abc import Callable
 import pytest
 import sqlalchemy as sa
 
-from tests.faults.conftest import LONG, Launcher, scale
+from tests.faults.conftest import LONG, scale
 from tests.faults.membership import Change, changes_in_log, longest_unassigned
 from tests.faults.test_kills import play_in_background
 from tests.faults.verdict import verdict
 from tests.faults.world import Triggers, seed_world
-from tests.integration.service import ServiceProcess, Topics, codec, service_env
+from tests.integration.service import (
+    Launcher,
+    ServiceProcess,
+    Topics,
+    codec,
+    service_env,
+)
 from tests.support import wait_for
 
 MEMBERSHIPS = ["consumer", "classic"] + (["consumer-static", "classic-static"] if LONG else [])

@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -16,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from confluent_kafka import Consumer, Message, Producer
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from consumer.codec import Codec
 from consumer.contracts import EventType, load_catalogue, locate_schemas_dir
@@ -140,6 +142,9 @@ class ServiceProcess:
             self.proc.wait(30)
         if self._log is not None:
             self._log.close()
+
+
+Launcher = Callable[[dict[str, str]], "ServiceProcess"]
 
 
 def codec() -> Codec:
@@ -274,3 +279,48 @@ class OutputReader:
 
     def close(self) -> None:
         self.consumer.close()
+
+
+@dataclass
+class OwnBroker:
+    """A broker of one test's own (``scripts/kafka.sh`` in its own folder), so it can be
+    stopped (``halt``) and started again (``resume``) without harming other tests."""
+
+    run_dir: Path
+    bootstrap: str = ""
+
+    def script(self, command: str) -> str:
+        env = os.environ | {"KAFKA_RUN_DIR": str(self.run_dir), "PYTHON": sys.executable}
+        done = subprocess.run(
+            [str(REPO / "scripts" / "kafka.sh"), command],
+            env=env,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=180,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
+
+    def halt(self) -> None:
+        self.script("halt")
+
+    def resume(self) -> None:
+        self.script("resume")
+
+    def topics(self, partitions: int) -> Topics:
+        admin = AdminClient({"bootstrap.servers": self.bootstrap})
+        suffix = uuid.uuid4().hex[:8]
+        names = {
+            n: f"{n}-{suffix}"
+            for n in ("scores", "posts", "settings", "granted", "approval", "dlq")
+        }
+        inputs = {"scores", "posts", "settings"}
+        new = [NewTopic(t, partitions if n in inputs else 1, 1) for n, t in names.items()]
+        for future in admin.create_topics(new, operation_timeout=30).values():
+            future.result(30)
+        wait_for(
+            lambda: set(names.values()) <= set(admin.list_topics(timeout=5).topics),
+            what="topics on the own broker",
+        )
+        return Topics(**names)

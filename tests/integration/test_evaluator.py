@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from consumer import debounce, seeding, torus
 from consumer.config import load_settings
+from consumer.dependencies import Dependencies
 from consumer.evaluator import EvaluatorLoop
 from consumer.metrics import Metrics
 from consumer.own_schema import outbox
@@ -48,6 +49,7 @@ def test_a_key_that_fails_alone_is_parked_and_the_batch_goes_on(
         stop=threading.Event(),
         beat=lambda: None,
         now=lambda: datetime.now(UTC),
+        dependencies=Dependencies(metrics.dependency_up),
     )
 
     assert loop.step() is True

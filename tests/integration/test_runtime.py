@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
@@ -13,10 +11,7 @@ from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from consumer import seeding
-from consumer.localdb import LocalPostgres
-from consumer.migrations import upgrade
 from consumer.own_schema import outbox, pending_evaluations
-from consumer.torus import create_torus_tables
 from tests.integration.conftest import (
     count,
     grants,
@@ -197,22 +192,6 @@ def test_sigterm_under_load_exits_cleanly_and_a_restart_finishes(
     services(env)
     wait_for(lambda: _all_published(engine, len(learners)), timeout=120, what="all published")
     _assert_one_event_per_grant(outputs.read_distinct(len(learners)), set(learners))
-
-
-@pytest.fixture
-def own_database(tmp_path: Path) -> Iterator[tuple[LocalPostgres, str]]:
-    """A PostgreSQL server of this test's own, so it can be stopped without harming others."""
-    server = LocalPostgres(tmp_path / "pg")
-    url = server.start()
-    engine = sa.create_engine(url)
-    with engine.begin() as conn:
-        create_torus_tables(conn)
-    upgrade(engine)
-    engine.dispose()
-    try:
-        yield server, url
-    finally:
-        server.destroy()
 
 
 def _committed(bootstrap: str, group: str, topic: str, partitions: int) -> int:

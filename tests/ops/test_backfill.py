@@ -12,6 +12,7 @@ import sqlalchemy as sa
 
 from consumer import cli, debounce, seeding
 from consumer.config import load_settings
+from consumer.dependencies import Dependencies
 from consumer.evaluation import evaluate_keys
 from consumer.evaluator import EvaluatorLoop
 from consumer.metrics import Metrics
@@ -100,13 +101,15 @@ def evaluator(seeded: sa.Engine) -> Iterator[None]:
     """The real evaluator loop, in a thread, for as long as the test runs."""
     settings = load_settings({}, require_database=False, idle_sleep_seconds=0.05)
     stop = threading.Event()
+    metrics = Metrics()
     loop = EvaluatorLoop(
         engine=seeded,
         settings=settings,
-        metrics=Metrics(),
+        metrics=metrics,
         stop=stop,
         beat=lambda: None,
         now=lambda: datetime.now(UTC),
+        dependencies=Dependencies(metrics.dependency_up),
     )
     thread = threading.Thread(target=loop.run, daemon=True)
     thread.start()

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 
 import pytest
 from confluent_kafka import KafkaError, Message, Producer
 
-from consumer.batches import Poison, classify, decode_batch, next_offsets, record_consumer_lag
+from consumer.batches import Poison, classify, decode_batch, next_offsets, partition_lag
 from consumer.codec import Codec
 from consumer.codec_errors import UnknownFramingError, WrongEventTypeError
 from consumer.contracts import EventType, load_catalogue, locate_schemas_dir
@@ -16,7 +15,6 @@ from consumer.dead_letters import FALLBACK_BUDGETS, dead_letter
 from consumer.delivery import Outgoing, deliver
 from consumer.envelope import KeyMismatchError, format_key
 from consumer.errors import UnexpectedRecordError
-from consumer.metrics import Metrics
 
 CODEC = Codec(load_catalogue(locate_schemas_dir({})))
 
@@ -153,28 +151,18 @@ def test_every_part_of_an_oversized_record_is_cut_to_fit(budget: int) -> None:
     assert copy.value == b"x" * len(copy.value or b"")  # a head, not a mangle
 
 
-def test_consumer_lag_comes_from_librdkafka_statistics() -> None:
-    metrics = Metrics()
-    stats = {
-        "topics": {
-            "scores": {
-                "partitions": {
-                    "0": {"consumer_lag_stored": 12, "fetch_state": "active"},
-                    "1": {"consumer_lag_stored": -1, "fetch_state": "active"},
-                    "-1": {"consumer_lag_stored": 99, "fetch_state": "none"},
-                }
-            }
-        }
-    }
-    record_consumer_lag(metrics, json.dumps(stats))
-    sample = metrics.registry.get_sample_value
-    assert (
-        sample("cert_consumer_consumer_lag_messages", {"topic": "scores", "partition": "0"}) == 12
-    )
-    assert (
-        sample("cert_consumer_consumer_lag_messages", {"topic": "scores", "partition": "1"}) is None
-    )
-    record_consumer_lag(metrics, "not json")  # ignored, not raised
+@pytest.mark.parametrize(
+    ("committed", "low", "high", "lag"),
+    [
+        (40, 0, 100, 60),  # committed: what is left after it
+        (-1001, 10, 100, 90),  # nothing committed: everything retained is still to read
+        (5, 10, 100, 90),  # committed below the retained range: only what is retained
+        (100, 0, 100, 0),
+        (120, 0, 100, 0),  # never negative
+    ],
+)
+def test_partition_lag(committed: int, low: int, high: int, lag: int) -> None:
+    assert partition_lag(committed, low, high) == lag
 
 
 def test_a_message_refused_before_sending_is_reported_not_raised() -> None:
