@@ -1,4 +1,4 @@
-"""``cert-consumer replay|lag|backfill|outbox retry``: the operator's commands.
+"""``cert-consumer replay|lag|backfill|outbox retry|dlq replay``: the operator's commands.
 
 ``add_commands`` adds them to the main parser; each stores its handler as ``args.handler``, a
 function of the parsed arguments returning the exit code: 0 ok, 1 failed (broker or database
@@ -20,10 +20,12 @@ from datetime import UTC, datetime, timedelta
 from typing import TextIO, TypeAlias
 
 import sqlalchemy as sa
+from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from consumer import backfill, offsets
+from consumer import backfill, kafka_clients, offsets, redrive
 from consumer.cli_common import command_settings
+from consumer.delivery import deliver
 from consumer.errors import ConfigError
 from consumer.kafka_clients import admin_config
 from consumer.outbox import retry_set_aside
@@ -39,6 +41,100 @@ def add_commands(subparsers: Subparsers) -> None:
     _add_lag(subparsers)
     _add_backfill(subparsers)
     _add_outbox(subparsers)
+    _add_dlq(subparsers)
+
+
+def _add_dlq(subparsers: Subparsers) -> None:
+    dlq = subparsers.add_parser("dlq", help="the dead-letter topic")
+    commands = dlq.add_subparsers(dest="dlq_command", required=True)
+    replay = commands.add_parser(
+        "replay",
+        help="send dead-lettered records back to their source topic once the cause is fixed",
+    )
+    start = replay.add_mutually_exclusive_group()
+    start.add_argument(
+        "--since",
+        type=_timestamp_ms,
+        metavar="TIME",
+        help="from the first dead letter at or after this ISO 8601 time (default: where the "
+        "last redrive stopped, else the beginning)",
+    )
+    start.add_argument("--offset", metavar="P:O,...", help="from these dead-letter offsets")
+    replay.add_argument("--dry-run", action="store_true", help="print what would go back")
+    _bootstrap_flag(replay)
+    replay.set_defaults(handler=run_dlq_replay)
+
+
+def run_dlq_replay(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """Send dead letters back (see ``consumer.redrive``); prints a JSON summary. Exit 1 when a
+    record was not acknowledged (nothing is marked done then; running again is safe)."""
+    settings = command_settings(args, require_database=False)
+    topic = settings.dlq_topic
+    config = kafka_clients.consumer_config(settings) | {
+        "group.id": f"{settings.group_id}.dlq-redrive",
+        "enable.auto.commit": False,
+        "group.protocol": "classic",
+    }
+    config.pop("group.instance.id", None)
+    config.pop("partition.assignment.strategy", None)
+    consumer = Consumer(config)
+    try:
+        starts, ends = _dlq_range(consumer, topic, args)
+        messages = redrive.read_range(consumer, topic, starts, ends, timeout=120)
+        plan = redrive.plan_redrive(messages, settings.input_topics)
+        summary = plan.summary() | {"dry_run": bool(args.dry_run)}
+        if not args.dry_run and plan.outgoing:
+            producer = Producer(kafka_clients.producer_config(settings))
+            outcome = deliver(
+                producer,
+                plan.outgoing,
+                report_timeout=kafka_clients.report_timeout_seconds(settings),
+            )
+            failed = [str(err) for err in outcome if err is not None]
+            if failed:
+                print(json.dumps(summary | {"failed": failed[:5]}), file=out or sys.stdout)
+                return 1
+        if not args.dry_run:
+            done = [TopicPartition(topic, p, e) for p, e in ends.items()]
+            if done:
+                consumer.commit(offsets=done, asynchronous=False)
+    finally:
+        consumer.close()
+    print(json.dumps(summary), file=out or sys.stdout)
+    return 0
+
+
+def _dlq_range(
+    consumer: Consumer, topic: str, args: argparse.Namespace
+) -> tuple[dict[int, int], dict[int, int]]:
+    """Per partition of the dead-letter topic: where to start, and its end now."""
+    metadata = consumer.list_topics(topic, timeout=10).topics.get(topic)
+    if metadata is None or metadata.error is not None:
+        raise ConfigError([f"dead-letter topic {topic!r} does not exist"])
+    partitions = sorted(metadata.partitions)
+    bounds = {
+        p: consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10) for p in partitions
+    }
+    ends = {p: high for p, (_, high) in bounds.items()}
+    if args.offset:
+        given = dict(_partition_offset(pair) for pair in args.offset.split(","))
+        return {p: given.get(p, ends[p]) for p in partitions}, ends
+    if args.since is not None:
+        asked = [TopicPartition(topic, p, args.since) for p in partitions]
+        found = consumer.offsets_for_times(asked, timeout=10)
+        return {
+            tp.partition: tp.offset if tp.offset >= 0 else ends[tp.partition] for tp in found
+        }, ends
+    committed = consumer.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+    return {tp.partition: max(tp.offset, bounds[tp.partition][0]) for tp in committed}, ends
+
+
+def _partition_offset(pair: str) -> tuple[int, int]:
+    partition, _, offset = pair.partition(":")
+    try:
+        return int(partition), int(offset)
+    except ValueError as exc:
+        raise ConfigError([f"--offset {pair!r}: expected P:O"]) from exc
 
 
 def _add_outbox(subparsers: Subparsers) -> None:

@@ -127,7 +127,7 @@ class UnregisteredSchemaError(TransientError):
     def __init__(self, subject: str, schema_file: str, reason: str) -> None:
         super().__init__(
             f"{schema_file} is not registered under {subject}; run `cert-consumer schemas "
-            f"register` (or set CERT_CONSUMER_REGISTER_SCHEMAS=true): {reason[:200]}"
+            f"register`: {reason[:200]}"
         )
         self.subject = subject
         self.schema_file = schema_file

@@ -136,7 +136,7 @@ class Settings:
         "/healthz fails when a loop has made no progress for this long.",
     )
     lag_interval_seconds: float = _setting(
-        "LAG_INTERVAL_SECONDS", 5.0, "How often consumer lag is refreshed from librdkafka."
+        "LAG_INTERVAL_SECONDS", 5.0, "How often the lag of owned partitions is asked of the broker."
     )
     log_level: str = _setting("LOG_LEVEL", "INFO", "DEBUG, INFO, WARNING or ERROR.")
     log_format: str = _setting("LOG_FORMAT", "auto", "json, console, or auto (console on a tty).")

@@ -19,6 +19,7 @@ from consumer import debounce, model
 from consumer.config import Settings
 from consumer.dependencies import Dependencies, Dependency
 from consumer.evaluation import evaluate_keys
+from consumer.logs import Throttled
 from consumer.metrics import Metrics
 from consumer.retry import Backoff, first_line, is_transient, wait_beating
 
@@ -51,6 +52,7 @@ class EvaluatorLoop:
         dependencies: Dependencies,
     ) -> None:
         self._dependencies = dependencies
+        self._retry_log = Throttled(log)
         self._engine = engine
         self._settings = settings
         self._metrics = metrics
@@ -71,7 +73,9 @@ class EvaluatorLoop:
                 self._metrics.db_failures.labels(LOOP).inc()
                 self._dependencies.down(Dependency.POSTGRESQL, first_line(exc))
                 delay = backoff.next_delay()
-                log.warning("evaluator_retrying", error=first_line(exc), delay_s=round(delay, 2))
+                self._retry_log.warning(
+                    "evaluator_retrying", type(exc), error=first_line(exc), delay_s=round(delay, 2)
+                )
                 wait_beating(self._stop, delay, self._beat)
                 continue
             self._dependencies.up(Dependency.POSTGRESQL)

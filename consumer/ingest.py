@@ -32,6 +32,7 @@ from consumer.delivery import Outgoing, deliver
 from consumer.dependencies import Dependencies, Dependency
 from consumer.errors import FatalError, TransientError, UnexpectedRecordError
 from consumer.kafka_clients import max_record_bytes, report_timeout_seconds
+from consumer.logs import Throttled
 from consumer.metrics import Metrics
 from consumer.retry import Backoff, first_line, is_transient
 
@@ -71,6 +72,7 @@ class IngestLoop:
         dependencies: Dependencies,
     ) -> None:
         self._dependencies = dependencies
+        self._retry_log = Throttled(log)
         self._consumer = consumer
         self._dlq = dlq_producer
         self._codec = codec
@@ -200,7 +202,9 @@ class IngestLoop:
                         self._metrics.db_failures.labels(LOOP).inc()
                     self._dependencies.down(blamed, first_line(exc))
                     delay = backoff.next_delay()
-                    log.warning("ingest_retrying", error=first_line(exc), delay_s=round(delay, 2))
+                    self._retry_log.warning(
+                        "ingest_retrying", type(exc), error=first_line(exc), delay_s=round(delay, 2)
+                    )
                     self._pause()
                     if not self._service_group_for(delay):
                         return  # stopping: the batch stays uncommitted and is re-read later

@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import structlog
 
@@ -90,6 +90,20 @@ class RateLimit:
                 return None
             self._last[key] = now
             return self._held.pop(key, 0)
+
+
+class Throttled:
+    """A logger's warnings at most once per ``window`` seconds per key, with the count held
+    back: a loop retrying through an outage says so once a minute, not at every attempt."""
+
+    def __init__(self, logger: Any, window: float = KAFKA_LOG_WINDOW_SECONDS) -> None:
+        self._logger = logger
+        self._limit = RateLimit(window)
+
+    def warning(self, event: str, key: object, **values: object) -> None:
+        suppressed = self._limit.admit((event, key))
+        if suppressed is not None:
+            self._logger.warning(event, suppressed=suppressed, **values)
 
 
 class _KafkaRecord(logging.Filter):

@@ -28,6 +28,7 @@ from consumer.dependencies import Dependencies, Dependency
 from consumer.envelope import build_output
 from consumer.errors import TransientError
 from consumer.kafka_clients import report_timeout_seconds
+from consumer.logs import Throttled
 from consumer.metrics import Metrics
 from consumer.retry import Backoff, first_line, is_transient, wait_beating
 
@@ -95,6 +96,7 @@ class RelayLoop:
         dependencies: Dependencies,
     ) -> None:
         self._dependencies = dependencies
+        self._retry_log = Throttled(log)
         self._engine = engine
         self._producer = producer
         self._codec = codec
@@ -105,6 +107,7 @@ class RelayLoop:
         self._report_timeout = report_timeout_seconds(settings)
         self._conn: sa.Connection | None = None
         self._gauges_at = 0.0
+        self._subjects_checked = False
         self._topics = {
             EventType.CERTIFICATE_GRANTED: settings.granted_topic,
             EventType.APPROVAL_REQUESTED: settings.approval_topic,
@@ -121,12 +124,16 @@ class RelayLoop:
                     if not is_transient(exc):
                         raise
                     blamed = _blame(exc)
+                    if blamed is Dependency.SCHEMA_REGISTRY:
+                        self._subjects_checked = False
                     if blamed is Dependency.POSTGRESQL:
                         self._drop_connection()
                         self._metrics.db_failures.labels(LOOP).inc()
                     self._dependencies.down(blamed, first_line(exc))
                     delay = backoff.next_delay()
-                    log.warning("relay_retrying", error=first_line(exc), delay_s=round(delay, 2))
+                    self._retry_log.warning(
+                        "relay_retrying", type(exc), error=first_line(exc), delay_s=round(delay, 2)
+                    )
                     wait_beating(self._stop, delay, self._beat)
                     continue
                 self._dependencies.up(Dependency.POSTGRESQL)
@@ -161,10 +168,22 @@ class RelayLoop:
                 log.debug("relay_connection_close_failed", error=str(exc))
             self._conn = None
 
+    def _check_subjects(self) -> None:
+        """With a registry, both output schemas must be registered before anything is sent:
+        checked first (so a missed ``schemas register`` is said at start, and the service is
+        not ready) and again after every failure, until it passes."""
+        if self._subjects_checked or not self._codec.uses_registry:
+            return
+        for event_type, topic in self._topics.items():
+            self._codec.check_registered(event_type, topic)
+        self._subjects_checked = True
+        self._dependencies.up(Dependency.SCHEMA_REGISTRY)
+
     def step(self, conn: sa.Connection) -> bool:
         """Publish one batch; False when the outbox is empty. Raises TransientError when
         nothing of the batch could be delivered, so the loop backs off instead of spinning."""
         self._refresh_gauges(conn)
+        self._check_subjects()
         rows = list(conn.execute(_UNPUBLISHED, {"limit": self._settings.relay_batch_size}))
         conn.commit()
         if not rows:
@@ -180,8 +199,6 @@ class RelayLoop:
             raise NothingDeliveredError("no outbox event of the batch was delivered")
         if published:
             self._dependencies.up(Dependency.KAFKA)
-            if self._codec.uses_registry:
-                self._dependencies.up(Dependency.SCHEMA_REGISTRY)
         return True
 
     def _encode_or_set_aside(

@@ -25,9 +25,8 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from consumer import endpoints, kafka_clients
 from consumer.codec import Codec
-from consumer.codec_errors import UnregisteredSchemaError
 from consumer.config import Settings
-from consumer.contracts import EventType, load_catalogue, locate_schemas_dir
+from consumer.contracts import load_catalogue, locate_schemas_dir
 from consumer.dependencies import Dependencies, Dependency
 from consumer.errors import ConfigError, FatalError, StartupTimeoutError
 from consumer.evaluator import EvaluatorLoop
@@ -180,7 +179,9 @@ class Service:
     def _wait_until_reachable(self, what: str, check: Callable[[], None]) -> bool:
         """Run ``check`` until it passes, backing off (with jitter) while it fails transiently:
         not ready, but alive, so an outage at start is no crash loop. False if stopped first;
-        StartupTimeoutError past CERT_CONSUMER_STARTUP_TIMEOUT_SECONDS (0: wait for ever)."""
+        StartupTimeoutError past CERT_CONSUMER_STARTUP_TIMEOUT_SECONDS (0: wait for ever).
+        (The broker needs no wait: librdkafka clients start without it and connect later; the
+        registry's output subjects are the relay's first check.)"""
         timeout = self.settings.startup_timeout_seconds
         deadline = time.monotonic() + timeout if timeout > 0 else None
         backoff = Backoff(self.settings.max_backoff_seconds)
@@ -204,21 +205,6 @@ class Service:
         self.heartbeats.forget("startup")
         return True
 
-    def _check_output_subjects(self, codec: Codec) -> None:
-        """With a registry, every output schema must be registered before events can flow;
-        until it is, the service is not ready and says so once (the relay keeps checking)."""
-        for event_type, topic in (
-            (EventType.CERTIFICATE_GRANTED, self.settings.granted_topic),
-            (EventType.APPROVAL_REQUESTED, self.settings.approval_topic),
-        ):
-            try:
-                codec.check_registered(event_type, topic)
-            except UnregisteredSchemaError as exc:
-                log.error("output_schema_not_registered", subject=exc.subject, error=str(exc))
-                self.dependencies.down(Dependency.SCHEMA_REGISTRY, str(exc))
-                return
-        self.dependencies.up(Dependency.SCHEMA_REGISTRY)
-
     def start(self) -> bool:
         """Wait for the database, build the loops and start them; False if stopped first."""
         database = lambda: check_database(self.engine)  # noqa: E731 - tiny closure
@@ -226,10 +212,6 @@ class Service:
             return False
         self.dependencies.up(Dependency.POSTGRESQL)
         codec = build_codec(self.settings)
-        if codec.uses_registry and "relay" in self.settings.roles:
-            self._wait_until_reachable(
-                Dependency.SCHEMA_REGISTRY.value, lambda: self._check_output_subjects(codec)
-            )
         for role in self.settings.roles:
             try:
                 run = self._build(role, codec)

@@ -186,3 +186,24 @@ def launch(tmp_path: Path) -> Iterator[Launcher]:
     yield start
     for service in started:
         service.close()
+
+
+@pytest.fixture(scope="session")
+def schema_registry_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Confluent-compatible registry (Apicurio): CERT_CONSUMER_TEST_REGISTRY_URL when
+    set, else one started with scripts/registry.sh and stopped at the end."""
+    given = os.environ.get("CERT_CONSUMER_TEST_REGISTRY_URL")
+    if given:
+        yield given
+        return
+    env = {**os.environ, "REGISTRY_RUN_DIR": str(tmp_path_factory.mktemp("registry"))}
+    script = str(REPO / "scripts" / "registry.sh")
+    started = subprocess.run(
+        [script, "start"], check=False, env=env, capture_output=True, text=True
+    )
+    if started.returncode != 0:
+        pytest.fail(f"could not start the schema registry: {started.stderr.strip()}")
+    try:
+        yield started.stdout.strip()
+    finally:
+        subprocess.run([script, "stop"], env=env, check=False)

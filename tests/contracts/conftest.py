@@ -1,18 +1,15 @@
 """Fixtures for the contract tests: the real catalogue, copies of it to evolve, registries.
 
-``schema_registry_url`` is a real Confluent-compatible registry (Apicurio) shared by the
-session: CERT_CONSUMER_TEST_REGISTRY_URL when set, else one started with scripts/registry.sh
-and stopped at the end. Tests that use it give their subjects random topic names.
+``schema_registry_url`` (in ``tests/conftest.py``) is a real Confluent-compatible registry
+(Apicurio) shared by the session. Tests that use it give their subjects random topic names.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -62,25 +59,6 @@ def raw_schema(name: str) -> dict[str, Any]:
 def mock_registry() -> SchemaRegistryClient:
     """confluent-kafka's in-process registry; a fresh one per test (state is per URL)."""
     return SchemaRegistryClient.new_client({"url": f"mock://{uuid.uuid4().hex}"})
-
-
-@pytest.fixture(scope="session")
-def schema_registry_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    given = os.environ.get("CERT_CONSUMER_TEST_REGISTRY_URL")
-    if given:
-        yield given
-        return
-    env = {**os.environ, "REGISTRY_RUN_DIR": str(tmp_path_factory.mktemp("registry"))}
-    script = str(REPO / "scripts" / "registry.sh")
-    started = subprocess.run(
-        [script, "start"], check=False, env=env, capture_output=True, text=True
-    )
-    if started.returncode != 0:
-        pytest.fail(f"could not start the schema registry: {started.stderr.strip()}")
-    try:
-        yield started.stdout.strip()
-    finally:
-        subprocess.run([script, "stop"], env=env, check=False)
 
 
 @pytest.fixture

@@ -121,7 +121,7 @@ class Triggers:
             source="urn:faults",
             time=datetime.now(UTC),
         )
-        value = self.codec.encode(event_type, record)
+        value = self.codec.encode(event_type, record, topic=topic)
         while True:
             try:
                 self.producer.produce(topic, value, key, headers=headers)

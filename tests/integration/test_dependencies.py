@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import json
 import random
+import subprocess
+import sys
 import time
 import urllib.error
 import urllib.request
@@ -14,13 +16,19 @@ from collections.abc import Callable
 import pytest
 import sqlalchemy as sa
 from confluent_kafka.admin import AdminClient
+from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from consumer import offsets
+from consumer.codec import Codec
+from consumer.contracts import load_catalogue, locate_schemas_dir
 from consumer.localdb import LocalPostgres
+from consumer.own_schema import outbox
 from tests.faults.verdict import verdict
 from tests.faults.world import Triggers, seed_world
 from tests.integration.service import (
+    REPO,
     Launcher,
+    OwnBroker,
     ServiceProcess,
     Topics,
     codec,
@@ -29,6 +37,7 @@ from tests.integration.service import (
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
+_OUTBOX = "cert_consumer.outbox"
 
 
 def probe(service: ServiceProcess, path: str) -> tuple[int, dict[str, object]]:
@@ -106,3 +115,273 @@ def test_a_long_database_outage_is_unready_not_stuck_and_lag_stays_true(
     assert service.proc is not None and service.proc.poll() is None
     assert service.terminate() == 0
     engine.dispose()
+
+
+def _settle(engine: sa.Engine, world: object, bootstrap: str, topics: Topics, name: str) -> None:
+    result = verdict(name, engine, world, bootstrap, topics, codec())  # type: ignore[arg-type]
+    result.record()
+    result.assert_correct()
+
+
+def test_start_with_the_database_down_waits_alive_then_serves(
+    own_database: tuple[LocalPostgres, str],
+    kafka_bootstrap: str,
+    new_topic: Callable[..., str],
+    launch: Launcher,
+    seed: int,
+) -> None:
+    server, url = own_database
+    engine = sa.create_engine(url, pool_pre_ping=True)
+    topics = Topics.create(new_topic, partitions=2)
+    world = seed_world(engine, learners_per_section=30, seed=seed)
+    server.stop()
+    service = launch(service_env(url, kafka_bootstrap, topics))  # /healthz 200 while waiting
+    status, body = probe(service, "/readyz")
+    assert (status, body["database"]) == (503, False)
+    waited_until = time.monotonic() + 30
+    while time.monotonic() < waited_until:  # the outage is the scenario
+        assert probe(service, "/healthz")[0] == 200
+        time.sleep(1)
+    server.start()
+    wait_for(lambda: probe(service, "/readyz")[0] == 200, timeout=90, what="ready")
+    triggers = Triggers(kafka_bootstrap, topics, codec())
+    triggers.round(world, random.Random(seed))
+    triggers.flush()
+    _settle(engine, world, kafka_bootstrap, topics, "start-with-database-down")
+    assert '"waiting_for_dependency"' in service.logs()
+    assert service.terminate() == 0
+    engine.dispose()
+
+
+def _json_lines(text: str) -> tuple[int, list[str]]:
+    lines = [line for line in text.splitlines() if line.strip()]
+    bad = []
+    for line in lines:
+        try:
+            json.loads(line)
+        except ValueError:
+            bad.append(line)
+    return len(lines), bad
+
+
+def test_the_broker_down_at_start_and_for_a_minute_is_waited_out_quietly(
+    engine: sa.Engine,
+    database_url: str,
+    own_broker: OwnBroker,
+    launch: Launcher,
+    seed: int,
+) -> None:
+    topics = own_broker.topics(partitions=2)
+    world = seed_world(engine, learners_per_section=30, seed=seed)
+    own_broker.halt()
+    service = launch(service_env(database_url, own_broker.bootstrap, topics))
+    assert probe(service, "/readyz")[0] == 503
+    time.sleep(30)  # the outage at start is the scenario
+    assert probe(service, "/healthz")[0] == 200
+    own_broker.resume()
+    wait_for(lambda: probe(service, "/readyz")[0] == 200, timeout=120, what="ready")
+    triggers = Triggers(own_broker.bootstrap, topics, codec())
+    triggers.round(world, random.Random(seed))
+    triggers.flush()
+    _settle(engine, world, own_broker.bootstrap, topics, "start-with-broker-down")
+
+    before = len(service.logs())
+    own_broker.halt()
+    down_until = time.monotonic() + 60
+    while time.monotonic() < down_until:  # a minute without the broker
+        assert probe(service, "/healthz")[0] == 200
+        time.sleep(1)
+    during = service.logs()[before:]
+    own_broker.resume()
+    count, not_json = _json_lines(during)
+    assert not_json == []
+    assert count < 30, during
+    triggers = Triggers(own_broker.bootstrap, topics, codec())
+    triggers.round(world, random.Random(seed + 1))
+    triggers.flush()
+    _settle(engine, world, own_broker.bootstrap, topics, "broker-down-a-minute")
+    assert service.terminate() == 0
+
+
+def test_an_unregistered_output_schema_is_said_at_start_and_nothing_is_set_aside(
+    engine: sa.Engine,
+    database_url: str,
+    kafka_bootstrap: str,
+    new_topic: Callable[..., str],
+    schema_registry_url: str,
+    launch: Launcher,
+    seed: int,
+) -> None:
+    topics = Topics.create(new_topic, partitions=2)
+    world = seed_world(engine, learners_per_section=20, seed=seed)
+    env = service_env(
+        database_url, kafka_bootstrap, topics, CERT_CONSUMER_SCHEMA_REGISTRY_URL=schema_registry_url
+    )
+    service = launch(env)
+    wait_for(
+        lambda: "schema_registry" in probe(service, "/readyz")[1]["dependencies_down"],  # type: ignore[operator]
+        what="not ready for the registry",
+    )
+    triggers = Triggers(kafka_bootstrap, topics, codec())
+    triggers.round(world, random.Random(seed))
+    triggers.flush()
+    wait_for(lambda: _count(engine, outbox) > 0, what="events waiting in the outbox")
+    registered = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "consumer.cli",
+            "schemas",
+            "register",
+            "--registry-url",
+            schema_registry_url,
+            "--topic",
+            f"certificate_granted={topics.granted}",
+            "--topic",
+            f"approval_requested={topics.approval}",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert registered.returncode == 0, registered.stdout + registered.stderr
+    wait_for(lambda: probe(service, "/readyz")[0] == 200, timeout=60, what="ready")
+    result = verdict(
+        "unregistered-schema",
+        engine,
+        world,
+        kafka_bootstrap,
+        topics,
+        _registry_codec(schema_registry_url),
+    )
+    result.assert_correct()
+    with engine.connect() as conn:
+        set_aside = conn.execute(
+            sa.select(sa.func.count()).select_from(outbox).where(outbox.c.failed_at.isnot(None))
+        ).scalar_one()
+    assert set_aside == 0
+    lines = [line for line in service.logs().splitlines() if '"dependency_down"' in line]
+    assert len(lines) == 1 and "schemas register" in lines[0]
+    assert service.terminate() == 0
+
+
+def test_outbox_retry_puts_a_set_aside_event_back_and_it_is_published_once(
+    engine: sa.Engine,
+    database_url: str,
+    kafka_bootstrap: str,
+    new_topic: Callable[..., str],
+    launch: Launcher,
+    seed: int,
+) -> None:
+    topics = Topics.create(new_topic, partitions=2)
+    world = seed_world(engine, learners_per_section=20, seed=seed)
+    service = launch(service_env(database_url, kafka_bootstrap, topics))
+    with engine.begin() as conn:  # an event set aside before it was sent (e.g. a bad edit)
+        conn.execute(
+            sa.text("ALTER TABLE cert_consumer.outbox ALTER COLUMN failed_at SET DEFAULT now()")
+        )
+    triggers = Triggers(kafka_bootstrap, topics, codec())
+    triggers.round(world, random.Random(seed))
+    triggers.flush()
+    wait_for(lambda: _count(engine, outbox) > 0, what="set-aside events")
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text("ALTER TABLE cert_consumer.outbox ALTER COLUMN failed_at DROP DEFAULT")
+        )
+    wait_for(lambda: service.metric("cert_consumer_outbox_set_aside_events") > 0, what="gauge")
+    retried = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "consumer.cli",
+            "outbox",
+            "retry",
+            "--all",
+            "--database-url",
+            database_url,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert retried.returncode == 0, retried.stderr
+    assert json.loads(retried.stdout)["retried"]
+    result = verdict("outbox-retry", engine, world, kafka_bootstrap, topics, codec())
+    result.assert_correct()
+    assert result.duplicated_event_ids == 0
+    assert service.terminate() == 0
+
+
+def _count(engine: sa.Engine, table: sa.Table) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(sa.select(sa.func.count()).select_from(table)).scalar_one())
+
+
+def _registry_codec(url: str) -> Codec:
+    return Codec(load_catalogue(locate_schemas_dir({})), SchemaRegistryClient({"url": url}))
+
+
+def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "consumer.cli", *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_dead_letters_are_redriven_once_the_cause_is_fixed(
+    engine: sa.Engine,
+    database_url: str,
+    kafka_bootstrap: str,
+    new_topic: Callable[..., str],
+    schema_registry_url: str,
+    launch: Launcher,
+    seed: int,
+) -> None:
+    topics = Topics.create(new_topic, partitions=2)
+    world = seed_world(engine, learners_per_section=20, seed=seed)
+    env = service_env(database_url, kafka_bootstrap, topics)
+    pairs = {
+        "page_score_updated": topics.scores,
+        "post_created": topics.posts,
+        "certificate_settings_changed": topics.settings,
+        "certificate_granted": topics.granted,
+        "approval_requested": topics.approval,
+    }
+    overrides = [arg for name, t in pairs.items() for arg in ("--topic", f"{name}={t}")]
+    registered = _cli(env, "schemas", "register", "--registry-url", schema_registry_url, *overrides)
+    assert registered.returncode == 0, registered.stdout + registered.stderr
+    registry_codec = _registry_codec(schema_registry_url)
+    # A Torus producer moved to the registry before the service was configured for it.
+    first = launch(env)
+    triggers = Triggers(kafka_bootstrap, topics, registry_codec)
+    triggers.round(world, random.Random(seed))
+    triggers.flush()
+    wait_for(
+        lambda: first.metric("cert_consumer_dlq_records_total") >= triggers.sent,
+        timeout=60,
+        what="every record dead-lettered",
+    )
+    assert _count(engine, outbox) == 0
+    assert first.terminate() == 0
+
+    fixed = env | {"CERT_CONSUMER_SCHEMA_REGISTRY_URL": schema_registry_url}
+    launch(fixed)
+    dry = _cli(fixed, "dlq", "replay", "--dry-run")
+    assert dry.returncode == 0, dry.stderr
+    assert json.loads(dry.stdout)["redriven"] == triggers.sent
+    assert json.loads(dry.stdout)["by_error_class"] == {"UnknownSchemaError": triggers.sent}
+    done = _cli(fixed, "dlq", "replay")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["redriven"] == triggers.sent
+    again = _cli(fixed, "dlq", "replay")
+    assert json.loads(again.stdout)["redriven"] == 0  # idempotent: nothing goes back twice
+    result = verdict("dlq-redrive", engine, world, kafka_bootstrap, topics, registry_codec)
+    result.record()
+    result.assert_correct()
+    assert result.expected_grants > 0

@@ -75,8 +75,15 @@ def test_metrics_after_a_known_workload(engine, env, services, activity, outputs
         timeout=20,
         what="lag gauge",
     )
-    assert metric("cert_consumer_consumer_lag_messages", topic=topics.scores, partition="0") == 0
-    assert metric("cert_consumer_consumer_lag_messages", topic=topics.scores, partition="1") == 0
+    # Lag counts from the committed offset, so it reaches 0 with the next auto-commit (5 s).
+    wait_for(
+        lambda: all(
+            metric("cert_consumer_consumer_lag_messages", topic=topics.scores, partition=p) == 0
+            for p in ("0", "1")
+        ),
+        timeout=20,
+        what="lag 0 once committed",
+    )
     assert service.terminate() == 0
 
 

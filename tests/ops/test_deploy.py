@@ -17,6 +17,7 @@ import pytest
 
 from consumer import cli_ops
 from consumer.config import PREFIX, Settings, describe, load_settings
+from consumer.dependencies import Dependencies
 from consumer.endpoints import serve
 from consumer.health import Heartbeats
 from consumer.metrics import Metrics
@@ -115,8 +116,14 @@ def test_probes_match_the_service(parsed) -> None:
     assert annotations["prometheus.io/port"] == str(port)
     assert annotations["prometheus.io/path"] == "/metrics"
     # The paths really answer on the service's HTTP server (here on a free port).
+    metrics = Metrics()
     server = serve(
-        0, Metrics().registry, Heartbeats(30.0), database_ok=lambda: True, host="127.0.0.1"
+        0,
+        metrics.registry,
+        Heartbeats(30.0),
+        database_ok=lambda: True,
+        dependencies=Dependencies(metrics.dependency_up),
+        host="127.0.0.1",
     )
     try:
         for path in ("/healthz", "/readyz", "/metrics"):
