@@ -75,3 +75,13 @@ def deliver(
             deadline = min(deadline, time.monotonic() + STOP_GRACE_SECONDS)
         producer.flush(0.2)
     return [reports.get(index, _UNREPORTED) for index in range(len(messages))]
+
+
+def close_producer(producer: Producer, grace: float = STOP_GRACE_SECONDS) -> None:
+    """Give queued messages ``grace`` seconds, then drop what is left and close: at shutdown
+    nothing waits for a broker that is down. What was dropped was never acknowledged, so its
+    outbox row stays unpublished (or its offset unstored) and it is sent again later."""
+    if producer.flush(grace) > 0:
+        producer.purge()
+        producer.flush(0)
+    producer.close()

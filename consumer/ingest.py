@@ -28,7 +28,7 @@ from consumer.codec import Codec
 from consumer.codec_errors import RegistryUnavailableError
 from consumer.config import Settings
 from consumer.dead_letters import FALLBACK_BUDGETS, dead_letter, error_class
-from consumer.delivery import Outgoing, deliver
+from consumer.delivery import Outgoing, close_producer, deliver
 from consumer.dependencies import Dependencies, Dependency
 from consumer.errors import FatalError, TransientError, UnexpectedRecordError
 from consumer.kafka_clients import max_record_bytes, report_timeout_seconds
@@ -350,8 +350,7 @@ class IngestLoop:
 
     def _close(self) -> None:
         try:
-            self._dlq.flush(10)
-            self._dlq.close()
+            close_producer(self._dlq)
         finally:
             self._close_consumer()
             log.info("ingest_stopped")

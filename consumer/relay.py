@@ -23,7 +23,7 @@ from consumer.codec import Codec
 from consumer.codec_errors import EncodeError, RegistryUnavailableError, UnregisteredSchemaError
 from consumer.config import Settings
 from consumer.contracts import EventType
-from consumer.delivery import Outgoing, deliver
+from consumer.delivery import Outgoing, close_producer, deliver
 from consumer.dependencies import Dependencies, Dependency
 from consumer.envelope import build_output
 from consumer.errors import TransientError
@@ -141,8 +141,7 @@ class RelayLoop:
                 if not worked:
                     self._stop.wait(self._settings.idle_sleep_seconds)
         finally:
-            self._producer.flush(10)
-            self._producer.close()
+            close_producer(self._producer)
             self._drop_connection()
             log.info("relay_stopped")
 

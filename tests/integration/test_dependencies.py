@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import random
+import signal
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ import sqlalchemy as sa
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from consumer import offsets
+from consumer import debounce, offsets
 from consumer.codec import Codec
 from consumer.contracts import load_catalogue, locate_schemas_dir
 from consumer.localdb import LocalPostgres
@@ -194,6 +195,7 @@ def test_the_broker_down_at_start_and_for_a_minute_is_waited_out_quietly(
     during = service.logs()[before:]
     own_broker.resume()
     count, not_json = _json_lines(during)
+    print(f"\nbroker down 60 s: {count} log lines, {len(not_json)} not JSON")
     assert not_json == []
     assert count < 30, during
     triggers = Triggers(own_broker.bootstrap, topics, codec())
@@ -385,3 +387,35 @@ def test_dead_letters_are_redriven_once_the_cause_is_fixed(
     result.record()
     result.assert_correct()
     assert result.expected_grants > 0
+
+
+def test_a_stop_cuts_the_wait_for_an_absent_broker_and_a_second_signal_forces_exit(
+    own_broker: OwnBroker, engine: sa.Engine, database_url: str, launch: Launcher, seed: int
+) -> None:
+    topics = own_broker.topics(partitions=1)
+    env = service_env(database_url, own_broker.bootstrap, topics)
+    world = seed_world(engine, learners_per_section=20, seed=seed)
+    env["CERT_CONSUMER_KAFKA_MESSAGE_TIMEOUT_MS"] = "60000"  # a relay wait of 65 s per batch
+    services = [launch(env), launch(env)]
+    own_broker.halt()
+    with engine.begin() as conn:  # keys due now, as if their triggers had been consumed
+        debounce.upsert(conn, debounce.TriggerBatch.of(list(world.keys)), quiet=0, max_wait=0)
+    wait_for(lambda: _count(engine, outbox) > 0, timeout=60, what="events for the relay")
+    wait_for(
+        lambda: any("relay_lock_acquired" in s.logs() for s in services), what="an active relay"
+    )
+    time.sleep(3)  # the active relay is now waiting for delivery reports that cannot come
+    began = time.monotonic()
+    codes = [s.terminate(timeout=30) for s in services]
+    assert codes == [0, 0]
+    assert time.monotonic() - began < 15  # not the 65 s a delivery wait would take
+
+    forced = launch(env)
+    assert forced.proc is not None
+    forced.proc.send_signal(signal.SIGTERM)
+    wait_for(lambda: '"stop_requested"' in forced.logs(), what="the first signal handled")
+    if forced.proc.poll() is None:  # still stopping: the second signal must end it at once
+        forced.proc.send_signal(signal.SIGTERM)
+        assert forced.proc.wait(10) == 130
+        assert '"forced_exit"' in forced.logs()
+    own_broker.resume()
