@@ -15,16 +15,13 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
-from functools import partial
+from collections.abc import Callable, Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import TextIO
 
-from confluent_kafka.schema_registry import Schema as RegistrySchema
 from confluent_kafka.schema_registry import SchemaRegistryClient, SchemaRegistryError
 
-from consumer.codec import call_registry
 from consumer.codec_errors import RegistryUnavailableError
 from consumer.compatibility import check_full_transitive
 from consumer.contracts import (
@@ -34,9 +31,9 @@ from consumer.contracts import (
     locate_schemas_dir,
 )
 from consumer.errors import ConfigError
+from consumer.registration import COMPATIBILITY, register_all
 
 REGISTRY_URL_ENV = "CERT_CONSUMER_SCHEMA_REGISTRY_URL"
-COMPATIBILITY = "FULL_TRANSITIVE"
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -118,53 +115,6 @@ def run_register(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         print(json.dumps({"error": type(exc).__name__, "message": str(exc)}), file=out)
         return 1
     return 0
-
-
-@dataclass(frozen=True)
-class Registered:
-    """Where one schema version landed in the registry."""
-
-    subject: str
-    file: str
-    schema_id: int
-    version: int
-
-
-def register_all(
-    catalogue: Catalogue,
-    client: SchemaRegistryClient,
-    topics: Mapping[EventType, str] | None = None,
-) -> list[Registered]:
-    """Set each subject to FULL_TRANSITIVE, then register its versions oldest first.
-
-    The subject is ``<topic>-value`` (TopicNameStrategy), the topic from ``topics`` or the event
-    type's default.
-
-    Re-registering an identical schema returns its existing id, so this is safe to repeat.
-    The registry's own compatibility check is a second guard behind ``schemas check``.
-    """
-    done: list[Registered] = []
-    for version in catalogue:
-        topic = (topics or {}).get(version.event_type, version.event_type.default_topic)
-        subject = f"{topic}-value"
-        if version.version == 1:
-            call_registry("set_compatibility", partial(_set_level, client, subject))
-        schema = RegistrySchema(version.path.read_text(encoding="utf-8"), "AVRO")
-        schema_id, number = call_registry("register", partial(_register, client, subject, schema))
-        done.append(Registered(subject, version.path.name, schema_id, number))
-    return done
-
-
-def _set_level(client: SchemaRegistryClient, subject: str) -> None:
-    client.set_compatibility(subject_name=subject, level=COMPATIBILITY)
-
-
-def _register(
-    client: SchemaRegistryClient, subject: str, schema: RegistrySchema
-) -> tuple[int, int]:
-    schema_id = client.register_schema(subject, schema)
-    registered = client.lookup_schema(subject, schema)
-    return schema_id, int(registered.version or 0)
 
 
 def _topic_overrides(pairs: Sequence[str]) -> dict[EventType, str]:

@@ -150,6 +150,11 @@ class Codec:
         schemaless_writer(buffer, latest.schema, dict(record))
         return buffer.getvalue()
 
+    @property
+    def registry(self) -> SchemaRegistryClient | None:
+        """The registry client outputs are framed with, if any."""
+        return self._registry
+
     def check_registered(self, event_type: EventType, topic: str) -> None:
         """Raise UnregisteredSchemaError (or RegistryUnavailableError) unless the latest
         schema of ``event_type`` is registered under ``<topic>-value``; no-op without a

@@ -91,6 +91,12 @@ class Settings:
     schema_registry_url: str = _setting(
         "SCHEMA_REGISTRY_URL", "", "Confluent-compatible registry; empty = single-object Avro."
     )
+    register_schemas: bool = _setting(
+        "REGISTER_SCHEMAS",
+        False,
+        "With a registry: the relay registers the output schemas itself when they are missing "
+        "(else it waits, not ready, for `cert-consumer schemas register`).",
+    )
     quiet_window_seconds: float = _setting(
         "QUIET_WINDOW_SECONDS", 2.0, "Debounce: evaluate this long after the last trigger."
     )
@@ -171,6 +177,15 @@ def _parse_float(raw: str) -> float:
     return value
 
 
+def _parse_bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
 def _parse_positive_int(raw: str) -> int:
     value = int(raw)
     if value <= 0:
@@ -225,6 +240,7 @@ def _parse_database_url(raw: str) -> str:
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "database_url": _parse_database_url,
     "group_protocol": _parse_choice(_GROUP_PROTOCOLS),
+    "register_schemas": _parse_bool,
     "quiet_window_seconds": _parse_float,
     "max_wait_seconds": _parse_float,
     "consume_batch_size": _parse_positive_int,

@@ -30,6 +30,7 @@ from consumer.errors import TransientError
 from consumer.kafka_clients import report_timeout_seconds
 from consumer.logs import Throttled
 from consumer.metrics import Metrics
+from consumer.registration import register_all
 from consumer.retry import Backoff, first_line, is_transient, wait_beating
 
 log = structlog.get_logger("consumer.relay")
@@ -170,11 +171,23 @@ class RelayLoop:
     def _check_subjects(self) -> None:
         """With a registry, both output schemas must be registered before anything is sent:
         checked first (so a missed ``schemas register`` is said at start, and the service is
-        not ready) and again after every failure, until it passes."""
-        if self._subjects_checked or not self._codec.uses_registry:
+        not ready) and again after every failure, until it passes. With
+        CERT_CONSUMER_REGISTER_SCHEMAS the relay registers them itself instead."""
+        registry = self._codec.registry
+        if self._subjects_checked or registry is None:
             return
-        for event_type, topic in self._topics.items():
-            self._codec.check_registered(event_type, topic)
+        try:
+            for event_type, topic in self._topics.items():
+                self._codec.check_registered(event_type, topic)
+        except UnregisteredSchemaError:
+            if not self._settings.register_schemas:
+                raise
+            for registered in register_all(
+                self._codec.catalogue, registry, self._topics, only=self._topics
+            ):
+                log.info("schema_registered", subject=registered.subject, file=registered.file)
+            for event_type, topic in self._topics.items():
+                self._codec.check_registered(event_type, topic)
         self._subjects_checked = True
         self._dependencies.up(Dependency.SCHEMA_REGISTRY)
 

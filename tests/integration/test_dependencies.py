@@ -419,3 +419,34 @@ def test_a_stop_cuts_the_wait_for_an_absent_broker_and_a_second_signal_forces_ex
         assert forced.proc.wait(10) == 130
         assert '"forced_exit"' in forced.logs()
     own_broker.resume()
+
+
+def test_with_register_schemas_the_relay_registers_its_outputs_itself(
+    engine: sa.Engine,
+    database_url: str,
+    kafka_bootstrap: str,
+    new_topic: Callable[..., str],
+    schema_registry_url: str,
+    launch: Launcher,
+    seed: int,
+) -> None:
+    topics = Topics.create(new_topic, partitions=1)
+    env = service_env(database_url, kafka_bootstrap, topics)
+    env |= {
+        "CERT_CONSUMER_SCHEMA_REGISTRY_URL": schema_registry_url,
+        "CERT_CONSUMER_REGISTER_SCHEMAS": "true",
+    }
+    world = seed_world(engine, learners_per_section=10, seed=seed)
+    service = launch(env)
+    wait_for(lambda: probe(service, "/readyz")[0] == 200, timeout=60, what="ready")
+    triggers = Triggers(kafka_bootstrap, topics, codec())
+    triggers.round(world, random.Random(seed))
+    triggers.flush()
+    registry_codec = _registry_codec(schema_registry_url)
+    verdict(
+        "register-schemas", engine, world, kafka_bootstrap, topics, registry_codec
+    ).assert_correct()
+    assert service.logs().count('"schema_registered"') == 2
+    downs = [line for line in service.logs().splitlines() if '"dependency_down"' in line]
+    assert not [line for line in downs if "schema_registry" in line]
+    assert service.terminate() == 0

@@ -80,6 +80,7 @@ def test_group_membership_properties() -> None:
         ("LOG_LEVEL", "LOUD", "one of"),
         ("ROLES", "ingest,cook", "unknown role"),
         ("GROUP_PROTOCOL", "eager", "one of"),
+        ("REGISTER_SCHEMAS", "maybe", "true or false"),
         ("DATABASE_URL", "mysql://x/y", "postgresql"),
     ],
 )
