@@ -13,6 +13,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import pytest
 import sqlalchemy as sa
@@ -25,7 +26,7 @@ from consumer.contracts import load_catalogue, locate_schemas_dir
 from consumer.localdb import LocalPostgres
 from consumer.own_schema import outbox
 from tests.faults.verdict import verdict
-from tests.faults.world import Triggers, seed_world
+from tests.faults.world import Triggers, World, seed_world
 from tests.integration.service import (
     REPO,
     Launcher,
@@ -205,67 +206,82 @@ def test_the_broker_down_at_start_and_for_a_minute_is_waited_out_quietly(
     assert service.terminate() == 0
 
 
-def test_an_unregistered_output_schema_is_said_at_start_and_nothing_is_set_aside(
+@dataclass
+class Small:
+    """A small world on fresh topics of the session broker, and the service's environment."""
+
+    topics: Topics
+    world: World
+    env: dict[str, str]
+
+
+@pytest.fixture
+def small(
     engine: sa.Engine,
     database_url: str,
     kafka_bootstrap: str,
     new_topic: Callable[..., str],
-    schema_registry_url: str,
-    launch: Launcher,
     seed: int,
-) -> None:
+) -> Small:
     topics = Topics.create(new_topic, partitions=2)
     world = seed_world(engine, learners_per_section=20, seed=seed)
-    env = service_env(
-        database_url, kafka_bootstrap, topics, CERT_CONSUMER_SCHEMA_REGISTRY_URL=schema_registry_url
-    )
+    return Small(topics, world, service_env(database_url, kafka_bootstrap, topics))
+
+
+@pytest.mark.parametrize("register", [False, True], ids=["waits-for-register", "registers"])
+def test_an_unregistered_output_schema_waits_it_never_sets_events_aside(
+    register: bool, small: Small, engine: sa.Engine, schema_registry_url: str, launch: Launcher
+) -> None:
+    topics, bootstrap = small.topics, small.env["CERT_CONSUMER_KAFKA_BOOTSTRAP_SERVERS"]
+    env = small.env | {
+        "CERT_CONSUMER_SCHEMA_REGISTRY_URL": schema_registry_url,
+        "CERT_CONSUMER_REGISTER_SCHEMAS": str(register).lower(),
+    }
     service = launch(env)
-    wait_for(
-        lambda: "schema_registry" in probe(service, "/readyz")[1]["dependencies_down"],  # type: ignore[operator]
-        what="not ready for the registry",
-    )
-    triggers = Triggers(kafka_bootstrap, topics, codec())
-    triggers.round(world, random.Random(seed))
+    if not register:
+        wait_for(
+            lambda: "schema_registry" in _down(service),
+            what="not ready for the registry",
+        )
+    triggers = Triggers(bootstrap, topics, codec())
+    triggers.round(small.world, random.Random(1))
     triggers.flush()
-    wait_for(lambda: _count(engine, outbox) > 0, what="events waiting in the outbox")
-    registered = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "consumer.cli",
-            "schemas",
-            "register",
-            "--registry-url",
-            schema_registry_url,
-            "--topic",
+    if not register:
+        wait_for(lambda: _count(engine, outbox) > 0, what="events waiting in the outbox")
+        overrides = [
             f"certificate_granted={topics.granted}",
-            "--topic",
             f"approval_requested={topics.approval}",
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert registered.returncode == 0, registered.stdout + registered.stderr
+        ]
+        flags = [arg for pair in overrides for arg in ("--topic", pair)]
+        done = _cli(env, "schemas", "register", "--registry-url", schema_registry_url, *flags)
+        assert done.returncode == 0, done.stdout + done.stderr
     wait_for(lambda: probe(service, "/readyz")[0] == 200, timeout=60, what="ready")
-    result = verdict(
-        "unregistered-schema",
-        engine,
-        world,
-        kafka_bootstrap,
-        topics,
-        _registry_codec(schema_registry_url),
-    )
-    result.assert_correct()
+    registry_codec = _registry_codec(schema_registry_url)
+    verdict(
+        "unregistered-schema", engine, small.world, bootstrap, topics, registry_codec
+    ).assert_correct()
     with engine.connect() as conn:
         set_aside = conn.execute(
             sa.select(sa.func.count()).select_from(outbox).where(outbox.c.failed_at.isnot(None))
         ).scalar_one()
     assert set_aside == 0
-    lines = [line for line in service.logs().splitlines() if '"dependency_down"' in line]
-    assert len(lines) == 1 and "schemas register" in lines[0]
+    said = [
+        line
+        for line in service.logs().splitlines()
+        if '"dependency_down"' in line and "schema_registry" in line
+    ]
+    if register:
+        assert said == []
+        assert service.logs().count('"schema_registered"') == 2
+    else:
+        assert len(said) == 1 and "schemas register" in said[0]
     assert service.terminate() == 0
+
+
+def _down(service: ServiceProcess) -> dict[str, str]:
+    down = probe(service, "/readyz")[1]["dependencies_down"]
+    assert isinstance(down, dict)
+    return down
 
 
 def test_outbox_retry_puts_a_set_aside_event_back_and_it_is_published_once(
@@ -419,34 +435,3 @@ def test_a_stop_cuts_the_wait_for_an_absent_broker_and_a_second_signal_forces_ex
         assert forced.proc.wait(10) == 130
         assert '"forced_exit"' in forced.logs()
     own_broker.resume()
-
-
-def test_with_register_schemas_the_relay_registers_its_outputs_itself(
-    engine: sa.Engine,
-    database_url: str,
-    kafka_bootstrap: str,
-    new_topic: Callable[..., str],
-    schema_registry_url: str,
-    launch: Launcher,
-    seed: int,
-) -> None:
-    topics = Topics.create(new_topic, partitions=1)
-    env = service_env(database_url, kafka_bootstrap, topics)
-    env |= {
-        "CERT_CONSUMER_SCHEMA_REGISTRY_URL": schema_registry_url,
-        "CERT_CONSUMER_REGISTER_SCHEMAS": "true",
-    }
-    world = seed_world(engine, learners_per_section=10, seed=seed)
-    service = launch(env)
-    wait_for(lambda: probe(service, "/readyz")[0] == 200, timeout=60, what="ready")
-    triggers = Triggers(kafka_bootstrap, topics, codec())
-    triggers.round(world, random.Random(seed))
-    triggers.flush()
-    registry_codec = _registry_codec(schema_registry_url)
-    verdict(
-        "register-schemas", engine, world, kafka_bootstrap, topics, registry_codec
-    ).assert_correct()
-    assert service.logs().count('"schema_registered"') == 2
-    downs = [line for line in service.logs().splitlines() if '"dependency_down"' in line]
-    assert not [line for line in downs if "schema_registry" in line]
-    assert service.terminate() == 0
