@@ -61,7 +61,7 @@ class Metrics:
         )
         self.consumer_lag = Gauge(
             "cert_consumer_consumer_lag_messages",
-            "Log-end offset minus the consumer position, per assigned partition.",
+            "High watermark minus committed offset, per partition this process owns.",
             ["topic", "partition"],
             registry=r,
         )
