@@ -86,7 +86,7 @@ def client_id(settings: Settings, role: str) -> str:
     return f"{given}-{role}" if given else f"cert-consumer-{socket.gethostname()}-{role}"
 
 
-def _base(settings: Settings, client: Client = Client.ADMIN) -> dict[str, Any]:
+def _base(settings: Settings, client: Client) -> dict[str, Any]:
     return {"bootstrap.servers": settings.bootstrap_servers, **passthrough(settings, client)}
 
 
@@ -104,7 +104,7 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
     if settings.group_instance_id:
         membership["group.instance.id"] = settings.group_instance_id
     return (
-        _base(settings)
+        _base(settings, Client.CONSUMER)
         | membership
         | {
             "group.id": settings.group_id,
@@ -140,4 +140,4 @@ def max_record_bytes(settings: Settings) -> int:
 
 
 def admin_config(settings: Settings) -> dict[str, Any]:
-    return _base(settings)
+    return _base(settings, Client.ADMIN)

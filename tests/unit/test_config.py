@@ -9,7 +9,7 @@ import pytest
 from consumer.config import describe, kafka_passthrough, load_settings
 from consumer.contracts import EventType
 from consumer.errors import ConfigError
-from consumer.kafka_clients import consumer_config
+from consumer.kafka_clients import admin_config, consumer_config, producer_config
 
 URL = {"CERT_CONSUMER_DATABASE_URL": "postgresql://u:secret@db/torus"}
 
@@ -138,3 +138,22 @@ def test_readme_documents_every_variable() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     missing = [name for name, _, _ in describe() if f"`{name}`" not in readme]
     assert missing == []
+
+
+def test_each_client_gets_only_the_properties_that_are_its_own() -> None:
+    env = {
+        "CERT_CONSUMER_KAFKA_SESSION_TIMEOUT_MS": "30000",
+        "CERT_CONSUMER_KAFKA_LINGER_MS": "50",
+        "CERT_CONSUMER_KAFKA_SECURITY_PROTOCOL": "SSL",
+    }
+    settings = load_settings(URL | env)
+    consumer, producer, admin = (
+        consumer_config(settings),
+        producer_config(settings),
+        admin_config(settings),
+    )
+    assert consumer["session.timeout.ms"] == "30000" and "linger.ms" not in consumer
+    assert producer["linger.ms"] == "50" and "session.timeout.ms" not in producer
+    assert "session.timeout.ms" not in admin and "linger.ms" not in admin
+    assert consumer["security.protocol"] == producer["security.protocol"] == "SSL"
+    assert admin["security.protocol"] == "SSL"
