@@ -31,6 +31,12 @@ ERROR_MESSAGE_BYTES = 1000
 FALLBACK_BUDGETS = (64 * 1024, 8 * 1024)
 # What one header costs besides its name and value (length varints, attributes).
 _HEADER_OVERHEAD = 8
+# The headers that say a part of the original was cut, and which part (metrics label).
+KEY_CUT = "dlq.key.truncated.from.bytes"
+HEADERS_DROPPED = "dlq.headers.dropped.count"
+HEADERS_DROPPED_BYTES = "dlq.headers.dropped.bytes"
+VALUE_CUT = "dlq.value.truncated.from.bytes"
+CUT_PARTS = {KEY_CUT: "key", HEADERS_DROPPED: "headers", VALUE_CUT: "value"}
 
 
 def error_class(error: PoisonError) -> str:
@@ -43,6 +49,11 @@ def error_class(error: PoisonError) -> str:
 def error_kind(error: PoisonError) -> str:
     """``unexpected`` when our code failed on the record (a bug to look at), else ``invalid``."""
     return "unexpected" if isinstance(error, UnexpectedRecordError) else "invalid"
+
+
+def cut_parts(headers: Headers) -> list[str]:
+    """The parts (``key``, ``headers``, ``value``) a dead-letter copy says were cut."""
+    return [CUT_PARTS[name] for name, _ in headers if name in CUT_PARTS]
 
 
 def header_list(msg: Message) -> Headers:
@@ -79,17 +90,17 @@ def fit(original: Outgoing, reasons: Headers, budget: int) -> Outgoing:
     key = original.key
     key_limit = min(MAX_KEY_BYTES, budget // 8)
     if key is not None and len(key) > key_limit:
-        notes.append(("dlq.key.truncated.from.bytes", str(len(key)).encode()))
+        notes.append((KEY_CUT, str(len(key)).encode()))
         key = key[:key_limit]
     kept, dropped = _keep_headers(original.headers, min(MAX_ORIGINAL_HEADER_BYTES, budget // 4))
     if dropped:
-        notes.append(("dlq.headers.dropped.count", str(len(dropped)).encode()))
-        notes.append(("dlq.headers.dropped.bytes", str(_size(dropped)).encode()))
+        notes.append((HEADERS_DROPPED, str(len(dropped)).encode()))
+        notes.append((HEADERS_DROPPED_BYTES, str(_size(dropped)).encode()))
     value = original.value
     fixed = len(key or b"") + _size(kept) + _size(reasons) + _size(notes) + FRAMING_BYTES
-    value_limit = max(0, budget - fixed - _size([("dlq.value.truncated.from.bytes", b"x" * 20)]))
+    value_limit = max(0, budget - fixed - _size([(VALUE_CUT, b"x" * 20)]))
     if value is not None and len(value) > value_limit:
-        notes.append(("dlq.value.truncated.from.bytes", str(len(value)).encode()))
+        notes.append((VALUE_CUT, str(len(value)).encode()))
         value = value[:value_limit]
     return Outgoing(original.topic, value, key, [*kept, *reasons, *notes])
 

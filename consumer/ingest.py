@@ -27,7 +27,7 @@ from consumer.batches import Poison, decode_batch, next_offsets, partition_lag
 from consumer.codec import Codec
 from consumer.codec_errors import RegistryUnavailableError
 from consumer.config import Settings
-from consumer.dead_letters import FALLBACK_BUDGETS, dead_letter, error_class
+from consumer.dead_letters import FALLBACK_BUDGETS, cut_parts, dead_letter, error_class
 from consumer.delivery import Outgoing, close_producer, deliver
 from consumer.dependencies import Dependencies, Dependency
 from consumer.errors import FatalError, TransientError, UnexpectedRecordError
@@ -298,10 +298,8 @@ class IngestLoop:
 
     def _count_cuts(self, copies: Iterable[Outgoing]) -> None:
         for copy in copies:
-            for name, _ in copy.headers:
-                part = _CUT_HEADERS.get(name)
-                if part is not None:
-                    self._metrics.dlq_truncations.labels(part).inc()
+            for part in cut_parts(copy.headers):
+                self._metrics.dlq_truncations.labels(part).inc()
 
     def _log_poison(self, item: Poison) -> None:
         msg = item.message
@@ -377,13 +375,6 @@ class IngestLoop:
                 waited_s=self._settings.shutdown_timeout_seconds / 2,
                 reason="group rebalance in flight; the next owner re-reads uncommitted records",
             )
-
-
-_CUT_HEADERS = {
-    "dlq.key.truncated.from.bytes": "key",
-    "dlq.headers.dropped.count": "headers",
-    "dlq.value.truncated.from.bytes": "value",
-}
 
 
 def _blame(exc: BaseException) -> Dependency:

@@ -21,15 +21,10 @@ from dataclasses import dataclass, field
 
 from confluent_kafka import Consumer, Message, TopicPartition
 
-from consumer.dead_letters import header_list
+from consumer.dead_letters import cut_parts, header_list
 from consumer.delivery import Headers, Outgoing
 from consumer.errors import TransientError
 
-CUT_MARKERS = (
-    "dlq.key.truncated.from.bytes",
-    "dlq.headers.dropped.count",
-    "dlq.value.truncated.from.bytes",
-)
 REDRIVEN_FROM = "dlq.redriven.from"
 
 
@@ -56,9 +51,8 @@ def plan_redrive(messages: Sequence[Message], inputs: Collection[str]) -> Redriv
     plan = RedrivePlan()
     for msg in messages:
         headers = header_list(msg)
-        names = {name for name, _ in headers}
         source = _text(dict(headers).get("dlq.source.topic"))
-        if names & set(CUT_MARKERS):
+        if cut_parts(headers):
             plan.left["truncated"] += 1
         elif source not in inputs:
             plan.left["not_an_input_topic"] += 1
