@@ -15,9 +15,16 @@ from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
+from consumer.errors import TransientError
+
 Headers = list[tuple[str, str | bytes | None]]
 _UNREPORTED = KafkaError(KafkaError._MSG_TIMED_OUT, "no delivery report")
 STOP_GRACE_SECONDS = 2.0
+
+
+class UndeliveredError(TransientError):
+    """Kafka did not acknowledge what had to be delivered (an outbox batch, a dead-letter
+    copy): the work is retried, nothing is marked done."""
 
 
 @dataclass(frozen=True)

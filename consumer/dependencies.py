@@ -16,6 +16,9 @@ from dataclasses import dataclass
 import structlog
 from prometheus_client import Gauge
 
+from consumer.codec_errors import RegistryUnavailableError, UnregisteredSchemaError
+from consumer.delivery import UndeliveredError
+
 log = structlog.get_logger("consumer.dependencies")
 
 
@@ -23,6 +26,16 @@ class Dependency(enum.StrEnum):
     POSTGRESQL = "postgresql"
     KAFKA = "kafka"
     SCHEMA_REGISTRY = "schema_registry"
+
+
+def blame(exc: BaseException) -> Dependency:
+    """Which dependency a transient failure of a loop is about: an unacknowledged delivery is
+    Kafka's, a registry error the registry's, anything else (a query) PostgreSQL's."""
+    if isinstance(exc, UndeliveredError):
+        return Dependency.KAFKA
+    if isinstance(exc, RegistryUnavailableError | UnregisteredSchemaError):
+        return Dependency.SCHEMA_REGISTRY
+    return Dependency.POSTGRESQL
 
 
 @dataclass(frozen=True)

@@ -25,12 +25,11 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from consumer import debounce
 from consumer.batches import Poison, decode_batch, next_offsets, partition_lag
 from consumer.codec import Codec
-from consumer.codec_errors import RegistryUnavailableError
 from consumer.config import Settings
 from consumer.dead_letters import FALLBACK_BUDGETS, cut_parts, dead_letter, error_class
-from consumer.delivery import Outgoing, close_producer, deliver
-from consumer.dependencies import Dependencies, Dependency
-from consumer.errors import FatalError, TransientError, UnexpectedRecordError
+from consumer.delivery import Outgoing, UndeliveredError, close_producer, deliver
+from consumer.dependencies import Dependencies, Dependency, blame
+from consumer.errors import FatalError, UnexpectedRecordError
 from consumer.kafka_clients import max_record_bytes, report_timeout_seconds
 from consumer.logs import Throttled
 from consumer.metrics import Metrics
@@ -48,10 +47,6 @@ def _too_large(err: KafkaError | None) -> bool:
 def _key_text(msg: Message) -> str:
     """The record key for a log line: ids only by contract, cut short if it is garbage."""
     return (msg.key() or b"")[:64].decode("utf-8", "replace")
-
-
-class DeadLetterUndeliveredError(TransientError):
-    """The dead-letter topic did not acknowledge a copy: the batch waits, its offsets unstored."""
 
 
 class IngestLoop:
@@ -197,7 +192,7 @@ class IngestLoop:
                         log.error("batch_failed_isolating", error=first_line(exc))
                         handle = self._handle_alone
                         continue
-                    blamed = _blame(exc)
+                    blamed = blame(exc)
                     if blamed is Dependency.POSTGRESQL:
                         self._metrics.db_failures.labels(LOOP).inc()
                     self._dependencies.down(blamed, first_line(exc))
@@ -276,13 +271,13 @@ class IngestLoop:
             )
             failures = [str(err) for err in outcome if err is not None and not _too_large(err)]
             if failures:
-                raise DeadLetterUndeliveredError(f"dead-letter delivery failed: {failures[:3]}")
+                raise UndeliveredError(f"dead-letter delivery failed: {failures[:3]}")
             self._count_cuts(c for c, err in zip(copies, outcome, strict=True) if err is None)
             waiting = [i for i, err in zip(waiting, outcome, strict=True) if _too_large(err)]
             if not waiting:
                 break
         if waiting:
-            raise DeadLetterUndeliveredError(
+            raise UndeliveredError(
                 f"the dead-letter topic {self._settings.dlq_topic} refuses even a "
                 f"{FALLBACK_BUDGETS[-1]}-byte record; raise its max.message.bytes"
             )
@@ -375,12 +370,3 @@ class IngestLoop:
                 waited_s=self._settings.shutdown_timeout_seconds / 2,
                 reason="group rebalance in flight; the next owner re-reads uncommitted records",
             )
-
-
-def _blame(exc: BaseException) -> Dependency:
-    """Which dependency a transient failure of the ingest is about."""
-    if isinstance(exc, DeadLetterUndeliveredError):
-        return Dependency.KAFKA
-    if isinstance(exc, RegistryUnavailableError):
-        return Dependency.SCHEMA_REGISTRY
-    return Dependency.POSTGRESQL

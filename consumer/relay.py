@@ -20,13 +20,12 @@ import structlog
 from confluent_kafka import Producer
 
 from consumer.codec import Codec
-from consumer.codec_errors import EncodeError, RegistryUnavailableError, UnregisteredSchemaError
+from consumer.codec_errors import EncodeError, UnregisteredSchemaError
 from consumer.config import Settings
 from consumer.contracts import EventType
-from consumer.delivery import Outgoing, close_producer, deliver
-from consumer.dependencies import Dependencies, Dependency
+from consumer.delivery import Outgoing, UndeliveredError, close_producer, deliver
+from consumer.dependencies import Dependencies, Dependency, blame
 from consumer.envelope import build_output
-from consumer.errors import TransientError
 from consumer.kafka_clients import report_timeout_seconds
 from consumer.logs import Throttled
 from consumer.metrics import Metrics
@@ -59,19 +58,6 @@ _BACKLOG = sa.text(
 _FAIL = sa.text(
     "UPDATE cert_consumer.outbox SET failed_at = clock_timestamp(), error = :error WHERE id = :id"
 )
-
-
-class NothingDeliveredError(TransientError):
-    """No event of a batch was acknowledged: the broker or a topic is unavailable."""
-
-
-def _blame(exc: BaseException) -> Dependency:
-    """Which dependency a transient failure of the relay is about."""
-    if isinstance(exc, NothingDeliveredError):
-        return Dependency.KAFKA
-    if isinstance(exc, RegistryUnavailableError | UnregisteredSchemaError):
-        return Dependency.SCHEMA_REGISTRY
-    return Dependency.POSTGRESQL
 
 
 def avro_record(payload: Mapping[str, Any]) -> dict[str, Any]:
@@ -124,7 +110,7 @@ class RelayLoop:
                 except Exception as exc:
                     if not is_transient(exc):
                         raise
-                    blamed = _blame(exc)
+                    blamed = blame(exc)
                     if blamed is Dependency.SCHEMA_REGISTRY:
                         self._subjects_checked = False
                     if blamed is Dependency.POSTGRESQL:
@@ -208,7 +194,7 @@ class RelayLoop:
             conn.commit()
         self._metrics.batch_seconds.labels(LOOP).observe(time.perf_counter() - started)
         if ready and not published:
-            raise NothingDeliveredError("no outbox event of the batch was delivered")
+            raise UndeliveredError("no outbox event of the batch was delivered")
         if published:
             self._dependencies.up(Dependency.KAFKA)
         return True
