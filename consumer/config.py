@@ -127,11 +127,11 @@ class Settings:
     startup_timeout_seconds: float = _setting(
         "STARTUP_TIMEOUT_SECONDS",
         0.0,
-        "How long `run` waits at start for an unreachable database or registry (not ready, "
-        "alive) before exiting 3; 0 waits for ever.",
+        "How long `run` waits at start for an unreachable database (not ready, alive) before "
+        "exiting 3; 0 waits for ever.",
     )
     max_backoff_seconds: float = _setting(
-        "MAX_BACKOFF_SECONDS", 10.0, "Cap of the exponential backoff while PostgreSQL is down."
+        "MAX_BACKOFF_SECONDS", 10.0, "Cap of the backoff (with jitter) while a dependency is down."
     )
     metrics_port: int = _setting(
         "METRICS_PORT", 9400, "Port of /metrics, /healthz and /readyz; 0 disables."

@@ -7,7 +7,7 @@
     │   └── UnexpectedRecordError  our code raised something unforeseen on one record
     ├── TransientError     the world is briefly broken (database down): back off, do not commit
     └── FatalError         the process cannot go on (fatal Kafka error): exit non-zero
-        └── StartupTimeoutError  a dependency unreachable for the whole start-up deadline: exit 3
+        └── StartupTimeoutError  the database unreachable for the whole start-up deadline: exit 3
 
 Only loop boundaries catch ``Exception``; there they classify it into this tree.
 Must not import anything outside the standard library.
@@ -52,4 +52,4 @@ class FatalError(CertConsumerError):
 
 
 class StartupTimeoutError(FatalError):
-    """A dependency stayed unreachable for CERT_CONSUMER_STARTUP_TIMEOUT_SECONDS (exit 3)."""
+    """The database stayed unreachable for CERT_CONSUMER_STARTUP_TIMEOUT_SECONDS (exit 3)."""

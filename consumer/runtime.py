@@ -32,7 +32,7 @@ from consumer.errors import ConfigError, FatalError, StartupTimeoutError
 from consumer.evaluator import EvaluatorLoop
 from consumer.health import Heartbeats
 from consumer.ingest import IngestLoop
-from consumer.logs import KAFKA_LOG_WINDOW_SECONDS, RateLimit, kafka_logger
+from consumer.logs import Throttled, kafka_logger
 from consumer.metrics import Metrics
 from consumer.migrations import pending_versions
 from consumer.relay import RelayLoop
@@ -56,7 +56,7 @@ _UNREACHABLE = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, K
 def _kafka_error_callback(
     stop: threading.Event, failures: list[str], dependencies: Dependencies, client: str
 ) -> Callable[[KafkaError], None]:
-    limit = RateLimit(KAFKA_LOG_WINDOW_SECONDS)
+    warnings = Throttled(log)
 
     def on_error(err: KafkaError) -> None:
         if err.fatal():
@@ -66,15 +66,9 @@ def _kafka_error_callback(
         elif err.code() in _UNREACHABLE:
             dependencies.down(Dependency.KAFKA, str(err))
         else:
-            suppressed = limit.admit(err.code())
-            if suppressed is not None:
-                log.warning(
-                    "kafka_error",
-                    client=client,
-                    error=str(err),
-                    code=err.code(),
-                    suppressed=suppressed,
-                )
+            warnings.warning(
+                "kafka_error", err.code(), client=client, error=str(err), code=err.code()
+            )
 
     return on_error
 
@@ -180,11 +174,12 @@ class Service:
         """Run ``check`` until it passes, backing off (with jitter) while it fails transiently:
         not ready, but alive, so an outage at start is no crash loop. False if stopped first;
         StartupTimeoutError past CERT_CONSUMER_STARTUP_TIMEOUT_SECONDS (0: wait for ever).
-        (The broker needs no wait: librdkafka clients start without it and connect later; the
-        registry's output subjects are the relay's first check.)"""
+        Only the database is waited for here: librdkafka clients start without the broker and
+        connect later, and the registry's output subjects are the relay's first check."""
         timeout = self.settings.startup_timeout_seconds
         deadline = time.monotonic() + timeout if timeout > 0 else None
         backoff = Backoff(self.settings.max_backoff_seconds)
+        waiting = Throttled(log)
         self.heartbeats.set_ready("startup", False)
         beat = lambda: self.heartbeats.beat("startup")  # noqa: E731 - tiny closure
         while True:
@@ -194,7 +189,9 @@ class Service:
             except Exception as exc:
                 if not is_transient(exc):
                     raise
-                log.warning("waiting_for_dependency", dependency=what, error=first_line(exc))
+                waiting.warning(
+                    "waiting_for_dependency", type(exc), dependency=what, error=first_line(exc)
+                )
                 if deadline is not None and time.monotonic() > deadline:
                     raise StartupTimeoutError(
                         f"{what} still unreachable after {timeout:g}s "
