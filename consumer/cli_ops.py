@@ -70,14 +70,7 @@ def run_dlq_replay(args: argparse.Namespace, out: TextIO | None = None) -> int:
     record was not acknowledged (nothing is marked done then; running again is safe)."""
     settings = command_settings(args, require_database=False)
     topic = settings.dlq_topic
-    config = kafka_clients.consumer_config(settings) | {
-        "group.id": f"{settings.group_id}.dlq-redrive",
-        "enable.auto.commit": False,
-        "group.protocol": "classic",
-    }
-    config.pop("group.instance.id", None)
-    config.pop("partition.assignment.strategy", None)
-    consumer = Consumer(config)
+    consumer = Consumer(kafka_clients.reader_config(settings, f"{settings.group_id}.dlq-redrive"))
     try:
         starts, ends = _dlq_range(consumer, topic, args)
         messages = redrive.read_range(consumer, topic, starts, ends, timeout=120)

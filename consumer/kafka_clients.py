@@ -116,6 +116,17 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
     )
 
 
+def reader_config(settings: Settings, group: str) -> dict[str, Any]:
+    """A consumer that reads assigned partitions and commits by hand under ``group`` (an
+    operator command's, never the service's group: no membership, no auto-commit)."""
+    return _base(settings, Client.CONSUMER) | {
+        "group.id": group,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "enable.partition.eof": False,
+    }
+
+
 def producer_config(settings: Settings) -> dict[str, Any]:
     """Idempotent producer: no duplicates or reordering from librdkafka's own retries."""
     return _base(settings, Client.PRODUCER) | {
