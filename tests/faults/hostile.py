@@ -16,7 +16,7 @@ from typing import Any
 from consumer.codec import Codec
 from consumer.contracts import EventType
 from consumer.envelope import build_headers, format_key
-from tests.faults.world import World
+from tests.faults.world import World, post_record, score_record, settings_record
 from tests.integration.service import Topics
 
 Headers = list[tuple[str, bytes]] | None
@@ -92,27 +92,9 @@ class Generator:
 
     def _valid(self, event_type: EventType, section_id: int, user_id: int) -> dict[str, Any]:
         records: dict[EventType, dict[str, Any]] = {
-            EventType.PAGE_SCORE_UPDATED: {
-                "section_id": section_id,
-                "user_id": user_id,
-                "resource_id": 101,
-                "score": 1.0,
-                "out_of": 1.0,
-                "cause": "GRADED_FINALIZE",
-                "occurred_at": _NOW,
-            },
-            EventType.POST_CREATED: {
-                "section_id": section_id,
-                "user_id": user_id,
-                "post_id": 1,
-                "annotated_resource_id": None,
-                "visibility": "PUBLIC",
-                "occurred_at": _NOW,
-            },
-            EventType.CERTIFICATE_SETTINGS_CHANGED: {
-                "section_id": section_id,
-                "occurred_at": _NOW,
-            },
+            EventType.PAGE_SCORE_UPDATED: score_record(section_id, user_id, _NOW),
+            EventType.POST_CREATED: post_record(section_id, user_id, _NOW),
+            EventType.CERTIFICATE_SETTINGS_CHANGED: settings_record(section_id, _NOW),
         }
         if event_type in records:
             return records[event_type]

@@ -20,7 +20,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from tests.faults.conftest import scale
 from tests.faults.hostile import BIG_LIMIT_TOPIC_BYTES, Generator, Hostile
 from tests.faults.verdict import read_topic, verdict
-from tests.faults.world import Triggers, seed_world
+from tests.faults.world import Triggers, produce, seed_world
 from tests.integration.service import (
     Launcher,
     ServiceProcess,
@@ -99,18 +99,7 @@ def produce_hostile(
         return on_delivery
 
     for index, record in enumerate(records):
-        while True:
-            try:
-                producer.produce(
-                    record.topic,
-                    record.value,
-                    record.key,
-                    headers=record.headers,
-                    on_delivery=report(record),
-                )
-                break
-            except BufferError:
-                producer.poll(0.1)
+        produce(producer, record.topic, record.value, record.key, record.headers, report(record))
         if index % 500 == 0:
             between()
             producer.poll(0)

@@ -12,12 +12,13 @@ a trigger that lies (not enrolled, suspended, disabled, failing) must never gran
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Message, Producer
 
 from consumer import seeding
 from consumer.codec import Codec
@@ -121,13 +122,9 @@ class Triggers:
             source="urn:faults",
             time=datetime.now(UTC),
         )
-        value = self.codec.encode(event_type, record, topic=topic)
-        while True:
-            try:
-                self.producer.produce(topic, value, key, headers=headers)
-                break
-            except BufferError:
-                self.producer.poll(0.1)
+        produce(
+            self.producer, topic, self.codec.encode(event_type, record, topic=topic), key, headers
+        )
         self.sent += 1
 
     def round(self, world: World, rng: random.Random) -> None:
@@ -137,19 +134,19 @@ class Triggers:
         for section_id, user_id in rng.sample(list(world.keys), len(world.keys)):
             if section_id == 4 and rng.random() < 0.5:
                 self.send(
-                    self.topics.posts, EventType.POST_CREATED, _post(section_id, user_id, now)
+                    self.topics.posts, EventType.POST_CREATED, post_record(section_id, user_id, now)
                 )
             else:
                 self.send(
                     self.topics.scores,
                     EventType.PAGE_SCORE_UPDATED,
-                    _score(section_id, user_id, now),
+                    score_record(section_id, user_id, now),
                 )
         changed = rng.choice(world.sections)
         self.send(
             self.topics.settings,
             EventType.CERTIFICATE_SETTINGS_CHANGED,
-            {"section_id": changed, "occurred_at": now},
+            settings_record(changed, now),
         )
 
     def flush(self) -> None:
@@ -166,7 +163,24 @@ def rounds(world: World, triggers: Triggers, count: int, seed: int) -> Iterator[
     triggers.flush()
 
 
-def _score(section_id: int, user_id: int, now: datetime) -> dict[str, object]:
+def produce(
+    producer: Producer,
+    topic: str,
+    value: bytes | None,
+    key: bytes | None,
+    headers: list[tuple[str, bytes]] | None,
+    on_delivery: Callable[[KafkaError | None, Message], None] | None = None,
+) -> None:
+    """Produce one record, serving delivery reports while the local queue is full."""
+    while True:
+        try:
+            producer.produce(topic, value, key, headers=headers, on_delivery=on_delivery)
+            return
+        except BufferError:
+            producer.poll(0.1)
+
+
+def score_record(section_id: int, user_id: int, now: datetime) -> dict[str, Any]:
     # A perfect score in the event, whatever the database holds: only the database counts.
     return {
         "section_id": section_id,
@@ -179,7 +193,7 @@ def _score(section_id: int, user_id: int, now: datetime) -> dict[str, object]:
     }
 
 
-def _post(section_id: int, user_id: int, now: datetime) -> dict[str, object]:
+def post_record(section_id: int, user_id: int, now: datetime) -> dict[str, Any]:
     return {
         "section_id": section_id,
         "user_id": user_id,
@@ -188,3 +202,7 @@ def _post(section_id: int, user_id: int, now: datetime) -> dict[str, object]:
         "visibility": "PUBLIC",
         "occurred_at": now,
     }
+
+
+def settings_record(section_id: int, now: datetime) -> dict[str, Any]:
+    return {"section_id": section_id, "occurred_at": now}
