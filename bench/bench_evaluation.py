@@ -2,7 +2,7 @@
 
 Why it exists: DESIGN C predicts ~82 ms of facts per 1,000 keys and a ~3x gain of set-based
 facts over one query per key. This puts figures on *our* path (``consumer.evaluation``) over a
-seeded course set shaped like a real one, so a regression in facts.py or transitions.py shows up
+seeded course set shaped like a real one, so a regression in facts.py or grants.py shows up
 as a number. It is a benchmark, not a test: it asserts nothing and CI does not run it.
 
     .venv/bin/python -m bench.bench_evaluation [--keys 10000] [--batch 500] [--database-url URL]
@@ -37,11 +37,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from consumer import evaluation, facts, model, rules, seeding, torus, transitions
+from consumer import evaluation
+from consumer.domain import model, rules
 from consumer.evaluation import decide_keys, evaluate_keys
-from consumer.facts import Key
-from consumer.localdb import LocalPostgres
-from consumer.migrations import upgrade
+from consumer.store import facts, grants, torus
+from consumer.store.facts import Key
+from consumer.store.migrations import upgrade
+from consumer.testing import seeding
+from consumer.testing.postgres import LocalPostgres
 
 SEED = 42
 SECTIONS = 10
@@ -541,9 +544,9 @@ PROFILED: tuple[tuple[ModuleType, str], ...] = (
     (facts, "_load_scores"),
     (rules, "decide"),
     (evaluation, "apply_decisions"),
-    (transitions, "_create"),
-    (transitions, "_upgrade"),
-    (transitions, "write_outbox"),
+    (grants, "_create"),
+    (grants, "_upgrade"),
+    (grants, "write_outbox"),
 )
 
 
@@ -640,7 +643,10 @@ def database_server(url: str | None) -> Iterator[tuple[str, str]]:
         return
     server = LocalPostgres(Path(tempfile.mkdtemp(prefix="bench-eval-")))
     try:
-        yield server.start(), "embedded (consumer.localdb: fsync off, shared_buffers 128MB)"
+        yield (
+            server.start(),
+            "embedded (consumer.testing.postgres: fsync off, shared_buffers 128MB)",
+        )
     finally:
         server.destroy()
 

@@ -24,14 +24,16 @@ import sqlalchemy as sa
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from consumer import logs, seeding, torus
-from consumer.codec import Codec
 from consumer.config import load_settings
-from consumer.contracts import EventType, load_catalogue, locate_schemas_dir
-from consumer.envelope import build_headers, format_key
-from consumer.localdb import LocalPostgres
-from consumer.migrations import upgrade
+from consumer.events.catalogue import EventType, load_catalogue, locate_schemas_dir
+from consumer.events.codec import Codec
+from consumer.events.envelope import build_headers, format_key
+from consumer.observability import logs
 from consumer.runtime import Service
+from consumer.store import torus
+from consumer.store.migrations import upgrade
+from consumer.testing import seeding
+from consumer.testing.postgres import LocalPostgres
 
 SECTION_SIZE = 1000
 REPO = Path(__file__).resolve().parent.parent

@@ -16,8 +16,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from consumer.contracts import EventType
 from consumer.errors import ConfigError
+from consumer.events.catalogue import EventType
 
 PREFIX = "CERT_CONSUMER_"
 KAFKA_PREFIX = PREFIX + "KAFKA_"

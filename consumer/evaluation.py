@@ -15,9 +15,9 @@ from datetime import datetime
 import sqlalchemy as sa
 import structlog
 
-from consumer import model, rules
-from consumer.facts import Key, load_facts
-from consumer.transitions import Transition, apply_decisions
+from consumer.domain import model, rules
+from consumer.store.facts import Key, load_facts
+from consumer.store.grants import Transition, apply_decisions
 
 log = structlog.get_logger("consumer.evaluation")
 

@@ -23,20 +23,21 @@ import sqlalchemy as sa
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
-from consumer import endpoints, kafka_clients
-from consumer.codec import Codec
 from consumer.config import Settings
-from consumer.contracts import load_catalogue, locate_schemas_dir
-from consumer.dependencies import Dependencies, Dependency
 from consumer.errors import ConfigError, FatalError, StartupTimeoutError
-from consumer.evaluator import EvaluatorLoop
-from consumer.health import Heartbeats
-from consumer.ingest import IngestLoop
-from consumer.logs import Throttled, kafka_logger
-from consumer.metrics import Metrics
-from consumer.migrations import pending_versions
-from consumer.relay import RelayLoop
-from consumer.retry import Backoff, first_line, is_transient, wait_beating
+from consumer.events.catalogue import load_catalogue, locate_schemas_dir
+from consumer.events.codec import Codec
+from consumer.kafka import clients
+from consumer.observability import endpoints
+from consumer.observability.dependencies import Dependencies, Dependency
+from consumer.observability.health import Heartbeats
+from consumer.observability.logs import Throttled, kafka_logger
+from consumer.observability.metrics import Metrics
+from consumer.pipeline.evaluator import EvaluatorLoop
+from consumer.pipeline.ingest import IngestLoop
+from consumer.pipeline.looping import Backoff, first_line, is_transient, wait_beating
+from consumer.pipeline.relay import RelayLoop
+from consumer.store.migrations import pending_versions
 
 log = structlog.get_logger("consumer.runtime")
 FORCED_EXIT = 130
@@ -120,7 +121,7 @@ class Service:
 
     def _client_config(self, config: dict[str, Any], role: str) -> dict[str, Any]:
         """Name, log routing and error handling shared by every client of this process."""
-        name = kafka_clients.client_id(self.settings, role)
+        name = clients.client_id(self.settings, role)
         return config | {
             "client.id": name,
             "logger": kafka_logger(role),
@@ -130,12 +131,12 @@ class Service:
         }
 
     def _producer(self, role: str) -> Producer:
-        return Producer(self._client_config(kafka_clients.producer_config(self.settings), role))
+        return Producer(self._client_config(clients.producer_config(self.settings), role))
 
     def _build(self, role: str, codec: Codec) -> Callable[[], None]:
         beat = lambda: self.heartbeats.beat(role)  # noqa: E731 - tiny closure per loop
         if role == "ingest":
-            config = self._client_config(kafka_clients.consumer_config(self.settings), role)
+            config = self._client_config(clients.consumer_config(self.settings), role)
             self.heartbeats.set_ready(role, False)
             return IngestLoop(
                 consumer=Consumer(config),

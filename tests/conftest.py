@@ -21,9 +21,9 @@ import pytest
 import sqlalchemy as sa
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from consumer.localdb import LocalPostgres, free_port
-from consumer.migrations import upgrade
-from consumer.torus import create_torus_tables
+from consumer.store.migrations import upgrade
+from consumer.store.torus import create_torus_tables
+from consumer.testing.postgres import LocalPostgres, free_port
 from tests.integration.service import Launcher, OwnBroker, ServiceProcess
 from tests.support import wait_for
 

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from consumer.contracts import Catalogue, load_catalogue
+from consumer.events.catalogue import Catalogue, load_catalogue
 
 REPO = Path(__file__).resolve().parents[2]
 SCHEMAS = REPO / "schemas"

@@ -9,7 +9,8 @@ from typing import Any
 import pytest
 from fastavro.schema import to_parsing_canonical_form
 
-from consumer.contracts import (
+from consumer.errors import ConfigError
+from consumer.events.catalogue import (
     SCHEMAS_DIR_ENV,
     Catalogue,
     Direction,
@@ -19,7 +20,6 @@ from consumer.contracts import (
     locate_schemas_dir,
     parse_ce_type,
 )
-from consumer.errors import ConfigError
 from tests.contracts.conftest import SCHEMAS, WriteSchema, raw_schema
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from consumer.cli_schemas import REGISTRY_URL_ENV, add_commands
+from consumer.cli.schemas import REGISTRY_URL_ENV, add_commands
 from tests.contracts.conftest import REPO, WriteSchema, raw_schema
 
 
@@ -78,7 +78,7 @@ def test_register_reports_an_unreachable_registry() -> None:
 
 def test_as_a_module(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-m", "consumer.cli_schemas", "check"],
+        [sys.executable, "-m", "consumer.cli.schemas", "check"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -92,7 +92,7 @@ def test_as_a_module(tmp_path: Path) -> None:
         [
             sys.executable,
             "-m",
-            "consumer.cli_schemas",
+            "consumer.cli.schemas",
             "list",
             "--schemas-dir",
             str(tmp_path / "none"),

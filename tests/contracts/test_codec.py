@@ -19,8 +19,10 @@ from fastavro import schemaless_writer
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumer.codec import Codec
-from consumer.codec_errors import (
+from consumer.errors import FatalError, PoisonError, TransientError
+from consumer.events.catalogue import Catalogue, EventType, crc64_avro, load_catalogue
+from consumer.events.codec import Codec
+from consumer.events.errors import (
     CodecError,
     EncodeError,
     Framing,
@@ -33,8 +35,6 @@ from consumer.codec_errors import (
     UnregisteredSchemaError,
     WrongEventTypeError,
 )
-from consumer.contracts import Catalogue, EventType, crc64_avro, load_catalogue
-from consumer.errors import FatalError, PoisonError, TransientError
 from tests.contracts.conftest import WriteSchema, raw_schema
 from tests.contracts.strategies import datum
 

@@ -14,8 +14,8 @@ from fastavro.schema import parse_schema
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumer.compatibility import check_full_transitive, resolution_problems
-from consumer.contracts import Catalogue, EventType, load_catalogue
+from consumer.events.catalogue import Catalogue, EventType, load_catalogue
+from consumer.events.compatibility import check_full_transitive, resolution_problems
 from tests.contracts.conftest import WriteSchema, raw_schema
 from tests.contracts.strategies import datum
 

@@ -9,10 +9,10 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumer.codec import Codec
-from consumer.codec_errors import InvalidPayloadError, WrongEventTypeError
-from consumer.contracts import Catalogue, EventType
-from consumer.envelope import (
+from consumer.errors import PoisonError
+from consumer.events.catalogue import Catalogue, EventType
+from consumer.events.codec import Codec
+from consumer.events.envelope import (
     InvalidHeaderError,
     InvalidKeyError,
     KeyMismatchError,
@@ -24,7 +24,7 @@ from consumer.envelope import (
     parse_key,
     read_trigger,
 )
-from consumer.errors import PoisonError
+from consumer.events.errors import InvalidPayloadError, WrongEventTypeError
 from tests.contracts.strategies import datum
 
 NOW = datetime(2026, 8, 1, 12, 0, 0, 123000, tzinfo=UTC)

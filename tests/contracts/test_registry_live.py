@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from consumer.cli_schemas import add_commands, register_all
-from consumer.codec import Codec
-from consumer.codec_errors import Framing
-from consumer.contracts import Catalogue, EventType, load_catalogue
-from consumer.envelope import read_trigger
+from consumer.cli.schemas import add_commands, register_all
+from consumer.events.catalogue import Catalogue, EventType, load_catalogue
+from consumer.events.codec import Codec
+from consumer.events.envelope import read_trigger
+from consumer.events.errors import Framing
 from tests.contracts.conftest import WriteSchema, raw_schema
 
 NOW = datetime(2026, 8, 1, 12, 0, 0, 123000, tzinfo=UTC)

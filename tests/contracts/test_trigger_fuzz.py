@@ -13,11 +13,11 @@ from confluent_kafka import Message
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from consumer.batches import Poison, classify
-from consumer.codec import Codec
-from consumer.contracts import Catalogue, EventType, load_catalogue, locate_schemas_dir
-from consumer.envelope import Trigger, format_key, parse_key
 from consumer.errors import UnexpectedRecordError
+from consumer.events.catalogue import Catalogue, EventType, load_catalogue, locate_schemas_dir
+from consumer.events.codec import Codec
+from consumer.events.envelope import Trigger, format_key, parse_key
+from consumer.pipeline.batches import Poison, classify
 from tests.contracts.strategies import datum
 
 CATALOGUE: Catalogue = load_catalogue(locate_schemas_dir({}))

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from consumer.codec import Codec
-from consumer.contracts import EventType
-from consumer.envelope import build_headers, format_key
+from consumer.events.catalogue import EventType
+from consumer.events.codec import Codec
+from consumer.events.envelope import build_headers, format_key
 from tests.faults.world import World, post_record, score_record, settings_record
 from tests.integration.service import Topics
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from consumer.localdb import LocalPostgres
+from consumer.testing.postgres import LocalPostgres
 from tests.faults.conftest import scale
 from tests.faults.test_kills import play_in_background
 from tests.faults.verdict import verdict

@@ -19,9 +19,9 @@ from typing import Any
 import sqlalchemy as sa
 from confluent_kafka import Consumer, TopicPartition
 
-from consumer import torus
-from consumer.codec import Codec
-from consumer.own_schema import outbox, pending_evaluations
+from consumer.events.codec import Codec
+from consumer.store import torus
+from consumer.store.service_tables import outbox, pending_evaluations
 from tests.faults.world import Key, World, expected_grants
 from tests.integration.service import Topics
 

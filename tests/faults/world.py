@@ -20,13 +20,13 @@ from typing import Any
 import sqlalchemy as sa
 from confluent_kafka import KafkaError, Message, Producer
 
-from consumer import seeding
-from consumer.codec import Codec
-from consumer.contracts import EventType
-from consumer.envelope import build_headers, format_key
-from consumer.facts import load_facts
-from consumer.model import DecisionKind
-from consumer.rules import decide
+from consumer.domain.model import DecisionKind
+from consumer.domain.rules import decide
+from consumer.events.catalogue import EventType
+from consumer.events.codec import Codec
+from consumer.events.envelope import build_headers, format_key
+from consumer.store.facts import load_facts
+from consumer.testing import seeding
 from tests.integration.service import Topics
 
 Key = tuple[int, int]

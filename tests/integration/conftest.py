@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from consumer import seeding, torus
+from consumer.store import torus
+from consumer.testing import seeding
 from tests.integration.service import (
     ActivityProducer,
     OutputReader,

@@ -19,10 +19,10 @@ from typing import Any
 from confluent_kafka import Consumer, Message, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from consumer.codec import Codec
-from consumer.contracts import EventType, load_catalogue, locate_schemas_dir
-from consumer.envelope import build_headers, format_key
-from consumer.localdb import free_port
+from consumer.events.catalogue import EventType, load_catalogue, locate_schemas_dir
+from consumer.events.codec import Codec
+from consumer.events.envelope import build_headers, format_key
+from consumer.testing.postgres import free_port
 from tests.support import wait_for
 
 REPO = Path(__file__).resolve().parents[2]

@@ -7,8 +7,9 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from consumer import debounce, seeding
-from consumer.own_schema import pending_evaluations as pending
+from consumer.store import debounce
+from consumer.store.service_tables import pending_evaluations as pending
+from consumer.testing import seeding
 
 pytestmark = pytest.mark.integration
 

@@ -20,11 +20,12 @@ import sqlalchemy as sa
 from confluent_kafka.admin import AdminClient
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
-from consumer import debounce, offsets
-from consumer.codec import Codec
-from consumer.contracts import load_catalogue, locate_schemas_dir
-from consumer.localdb import LocalPostgres
-from consumer.own_schema import outbox
+from consumer.events.catalogue import load_catalogue, locate_schemas_dir
+from consumer.events.codec import Codec
+from consumer.ops import offsets
+from consumer.store import debounce
+from consumer.store.service_tables import outbox
+from consumer.testing.postgres import LocalPostgres
 from tests.faults.verdict import verdict
 from tests.faults.world import Triggers, World, seed_world
 from tests.integration.service import (

@@ -16,9 +16,11 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 
-from consumer import cli, seeding, torus
+from consumer.cli import main as cli
 from consumer.evaluation import decide_keys, evaluate_keys
-from consumer.own_schema import outbox
+from consumer.store import torus
+from consumer.store.service_tables import outbox
+from consumer.testing import seeding
 
 pytestmark = pytest.mark.integration
 

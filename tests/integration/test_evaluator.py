@@ -8,13 +8,14 @@ from datetime import UTC, datetime, timedelta
 import pytest
 import sqlalchemy as sa
 
-from consumer import debounce, seeding, torus
 from consumer.config import load_settings
-from consumer.dependencies import Dependencies
-from consumer.evaluator import EvaluatorLoop
-from consumer.metrics import Metrics
-from consumer.own_schema import outbox
-from consumer.own_schema import pending_evaluations as pending
+from consumer.observability.dependencies import Dependencies
+from consumer.observability.metrics import Metrics
+from consumer.pipeline.evaluator import EvaluatorLoop
+from consumer.store import debounce, torus
+from consumer.store.service_tables import outbox
+from consumer.store.service_tables import pending_evaluations as pending
+from consumer.testing import seeding
 from tests.integration.conftest import pass_completion, seed_section
 
 pytestmark = pytest.mark.integration

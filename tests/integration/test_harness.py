@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from consumer import torus
+from consumer.store import torus
 
 pytestmark = pytest.mark.integration
 

@@ -19,14 +19,16 @@ import pytest
 import sqlalchemy as sa
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from consumer import debounce, ingest, kafka_clients
-from consumer.codec import Codec, Decoded
 from consumer.config import load_settings
-from consumer.contracts import EventType
-from consumer.dependencies import Dependencies
-from consumer.ingest import IngestLoop
-from consumer.metrics import Metrics
-from consumer.own_schema import pending_evaluations
+from consumer.events.catalogue import EventType
+from consumer.events.codec import Codec, Decoded
+from consumer.kafka import clients
+from consumer.observability.dependencies import Dependencies
+from consumer.observability.metrics import Metrics
+from consumer.pipeline import ingest
+from consumer.pipeline.ingest import IngestLoop
+from consumer.store import debounce
+from consumer.store.service_tables import pending_evaluations
 from tests.faults.verdict import read_topic
 from tests.faults.world import Triggers, score_record
 from tests.integration.service import Topics, codec, service_env
@@ -69,8 +71,8 @@ def loop_thread(
     metrics = Metrics()
     stop = threading.Event()
     loop = IngestLoop(
-        consumer=Consumer(kafka_clients.consumer_config(settings)),
-        dlq_producer=Producer(kafka_clients.producer_config(settings)),
+        consumer=Consumer(clients.consumer_config(settings)),
+        dlq_producer=Producer(clients.producer_config(settings)),
         codec=FaultyCodec(codec().catalogue),
         engine=sa.create_engine(database_url),
         settings=settings,

@@ -10,8 +10,8 @@ import sqlalchemy as sa
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from consumer import seeding
-from consumer.own_schema import outbox, pending_evaluations
+from consumer.store.service_tables import outbox, pending_evaluations
+from consumer.testing import seeding
 from tests.integration.conftest import (
     count,
     grants,

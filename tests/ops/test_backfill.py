@@ -10,13 +10,15 @@ from datetime import UTC, datetime
 import pytest
 import sqlalchemy as sa
 
-from consumer import cli, debounce, seeding
+from consumer.cli import main as cli
 from consumer.config import load_settings
-from consumer.dependencies import Dependencies
 from consumer.evaluation import evaluate_keys
-from consumer.evaluator import EvaluatorLoop
-from consumer.metrics import Metrics
-from consumer.own_schema import outbox, pending_evaluations
+from consumer.observability.dependencies import Dependencies
+from consumer.observability.metrics import Metrics
+from consumer.pipeline.evaluator import EvaluatorLoop
+from consumer.store import debounce
+from consumer.store.service_tables import outbox, pending_evaluations
+from consumer.testing import seeding
 
 pytestmark = pytest.mark.integration
 

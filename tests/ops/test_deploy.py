@@ -15,12 +15,12 @@ from typing import Any
 
 import pytest
 
-from consumer import cli_ops
+from consumer.cli import ops
 from consumer.config import PREFIX, Settings, describe, load_settings
-from consumer.dependencies import Dependencies
-from consumer.endpoints import serve
-from consumer.health import Heartbeats
-from consumer.metrics import Metrics
+from consumer.observability.dependencies import Dependencies
+from consumer.observability.endpoints import serve
+from consumer.observability.health import Heartbeats
+from consumer.observability.metrics import Metrics
 from tests.ops.support import REPO, load_yaml
 
 DEPLOY = REPO / "deploy"
@@ -175,9 +175,9 @@ def test_backfill_job_arguments_parse(parsed) -> None:
     job = one(parsed, "Job", DEPLOY / "jobs")
     (c,) = job["spec"]["template"]["spec"]["containers"]
     parser = argparse.ArgumentParser()
-    cli_ops.add_commands(parser.add_subparsers(dest="command"))
+    ops.add_commands(parser.add_subparsers(dest="command"))
     args = parser.parse_args(c["args"])
-    assert args.handler is cli_ops.run_backfill and args.all and args.wait
+    assert args.handler is ops.run_backfill and args.all and args.wait
     assert job["spec"]["template"]["spec"]["restartPolicy"] == "Never"
 
 

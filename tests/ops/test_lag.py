@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from consumer import cli
+from consumer.cli import main as cli
 from tests.ops.support import (
     consume_and_commit,
     kafka_tool,

@@ -6,8 +6,8 @@ import argparse
 
 import pytest
 
-from consumer.cli_ops import add_commands, parse_offsets
-from consumer.offsets import (
+from consumer.cli.ops import add_commands, parse_offsets
+from consumer.ops.offsets import (
     Bounds,
     ToEarliest,
     ToOffsets,

@@ -13,7 +13,7 @@ import pytest
 from confluent_kafka import ConsumerGroupTopicPartitions
 from confluent_kafka.admin import AdminClient
 
-from consumer import cli
+from consumer.cli import main as cli
 from tests.ops.support import (
     BASE_MS,
     consume_and_commit,

@@ -7,14 +7,14 @@ from datetime import UTC, datetime
 import pytest
 from confluent_kafka import KafkaError, Message, Producer
 
-from consumer.batches import Poison, classify, decode_batch, next_offsets, partition_lag
-from consumer.codec import Codec
-from consumer.codec_errors import UnknownFramingError, WrongEventTypeError
-from consumer.contracts import EventType, load_catalogue, locate_schemas_dir
-from consumer.dead_letters import FALLBACK_BUDGETS, dead_letter
-from consumer.delivery import Outgoing, deliver
-from consumer.envelope import KeyMismatchError, format_key
 from consumer.errors import UnexpectedRecordError
+from consumer.events.catalogue import EventType, load_catalogue, locate_schemas_dir
+from consumer.events.codec import Codec
+from consumer.events.envelope import KeyMismatchError, format_key
+from consumer.events.errors import UnknownFramingError, WrongEventTypeError
+from consumer.kafka.dead_letters import FALLBACK_BUDGETS, dead_letter
+from consumer.kafka.delivery import Outgoing, deliver
+from consumer.pipeline.batches import Poison, classify, decode_batch, next_offsets, partition_lag
 
 CODEC = Codec(load_catalogue(locate_schemas_dir({})))
 

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from consumer.config import describe, kafka_passthrough, load_settings
-from consumer.contracts import EventType
 from consumer.errors import ConfigError
-from consumer.kafka_clients import admin_config, consumer_config, producer_config
+from consumer.events.catalogue import EventType
+from consumer.kafka.clients import admin_config, consumer_config, producer_config
 
 URL = {"CERT_CONSUMER_DATABASE_URL": "postgresql://u:secret@db/torus"}
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from consumer.model import (
+from consumer.domain.model import (
     AppliesTo,
     CertificateSettings,
     Decision,
@@ -20,7 +20,7 @@ from consumer.model import (
     Reason,
     SectionPage,
 )
-from consumer.rules import decide, page_percentage_passes
+from consumer.domain.rules import decide, page_percentage_passes
 
 CERT_ID = 7
 PENDING, EARNED, DENIED = GrantState.PENDING, GrantState.EARNED, GrantState.DENIED

@@ -10,7 +10,7 @@ from fractions import Fraction
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-from consumer.model import (
+from consumer.domain.model import (
     AppliesTo,
     CertificateSettings,
     DecisionKind,
@@ -20,7 +20,7 @@ from consumer.model import (
     PageScore,
     SectionPage,
 )
-from consumer.rules import decide, page_percentage_passes
+from consumer.domain.rules import decide, page_percentage_passes
 
 PAGE_IDS = st.integers(min_value=1, max_value=8)
 # Custom lists may name ids 9-10, which are never section pages.

@@ -1,0 +1,5 @@
+"""`python -m consumer.cli` is `cert-consumer`."""
+
+from consumer.cli.main import main
+
+raise SystemExit(main())

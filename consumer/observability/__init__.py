@@ -1,0 +1,1 @@
+"""What an operator sees: metrics, liveness, dependency state, HTTP endpoints, logs."""

@@ -1,0 +1,170 @@
+"""The evaluator loop: claim due keys, evaluate them in one transaction, release them.
+
+Several evaluator processes can run at once: a claim leases rows with SKIP LOCKED, so two
+evaluators never hold the same key, and a crashed one's lease expires. The transitions, their
+outbox events and the release of the keys commit together.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+import sqlalchemy as sa
+import structlog
+
+from consumer.config import Settings
+from consumer.domain import model
+from consumer.evaluation import evaluate_keys
+from consumer.observability.dependencies import Dependencies, Dependency
+from consumer.observability.logs import Throttled
+from consumer.observability.metrics import Metrics
+from consumer.pipeline.looping import Backoff, first_line, is_transient, wait_beating
+from consumer.store import debounce
+
+log = structlog.get_logger("consumer.pipeline.evaluator")
+LOOP = "evaluate"
+_GAUGE_INTERVAL_SECONDS = 5.0
+
+_PENDING_STATS = sa.text(
+    """
+    SELECT count(*) AS pending,
+           coalesce(extract(epoch FROM clock_timestamp() - min(due_at)
+                    FILTER (WHERE due_at <= clock_timestamp())), 0) AS oldest_due_age
+    FROM cert_consumer.pending_evaluations
+    """
+)
+
+
+class EvaluatorLoop:
+    """Turns due pending keys into decisions and transitions."""
+
+    def __init__(
+        self,
+        *,
+        engine: sa.Engine,
+        settings: Settings,
+        metrics: Metrics,
+        stop: threading.Event,
+        beat: Callable[[], None],
+        now: Callable[[], datetime],
+        dependencies: Dependencies,
+    ) -> None:
+        self._dependencies = dependencies
+        self._retry_log = Throttled(log)
+        self._engine = engine
+        self._settings = settings
+        self._metrics = metrics
+        self._stop = stop
+        self._beat = beat
+        self._now = now
+        self._gauges_at = 0.0
+
+    def run(self) -> None:
+        backoff = Backoff(self._settings.max_backoff_seconds)
+        while not self._stop.is_set():
+            try:
+                worked = self.step()
+                backoff.reset()
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                self._metrics.db_failures.labels(LOOP).inc()
+                self._dependencies.down(Dependency.POSTGRESQL, first_line(exc))
+                delay = backoff.next_delay()
+                self._retry_log.warning(
+                    "evaluator_retrying", type(exc), error=first_line(exc), delay_s=round(delay, 2)
+                )
+                wait_beating(self._stop, delay, self._beat)
+                continue
+            self._dependencies.up(Dependency.POSTGRESQL)
+            self._beat()
+            if not worked:
+                self._stop.wait(self._settings.idle_sleep_seconds)
+        log.info("evaluator_stopped")
+
+    def step(self) -> bool:
+        """Evaluate one batch of due keys; False when none was due."""
+        self._refresh_gauges()
+        with self._engine.begin() as conn:
+            claims = debounce.claim_due(
+                conn,
+                limit=self._settings.evaluation_batch_size,
+                lease=self._settings.lease_seconds,
+            )
+        if not claims:
+            return False
+        started = time.perf_counter()
+        try:
+            self._evaluate(claims)
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            # One bad key must not stop the others: find it by evaluating one key at a time.
+            log.warning("batch_failed_isolating", keys=len(claims), error_class=type(exc).__name__)
+            for claim in claims:
+                self._evaluate_alone(claim)
+        self._metrics.evaluation_seconds.observe(time.perf_counter() - started)
+        return True
+
+    def _evaluate(self, claims: list[debounce.Claim]) -> None:
+        """Decide and write a batch, release its keys: one transaction, all or nothing."""
+        with self._engine.begin() as conn:
+            result = evaluate_keys(conn, [c.key for c in claims], now=self._now())
+            debounce.release(conn, claims)
+        self._record(claims, result.decisions, len(result.transitions))
+        for t in result.transitions:
+            self._metrics.transitions.labels(t.kind.value, t.state.value).inc()
+            log.info(
+                "transition_written",
+                section_id=t.section_id,
+                user_id=t.user_id,
+                kind=t.kind.value,
+                state=t.state.value,
+                with_distinction=t.with_distinction,
+                event_id=str(t.event_id),
+            )
+
+    def _evaluate_alone(self, claim: debounce.Claim) -> None:
+        """Evaluate one key of a failed batch; if it fails alone, park it (kept, retried later)."""
+        try:
+            self._evaluate([claim])
+        except Exception as exc:
+            if is_transient(exc):
+                raise
+            self._metrics.evaluation_failures.inc()
+            log.error(
+                "evaluation_failed",
+                section_id=claim.section_id,
+                user_id=claim.user_id,
+                error_class=type(exc).__name__,
+                error=str(exc).splitlines()[0][:300],
+                retry_in_s=self._settings.failed_retry_seconds,
+            )
+            with self._engine.begin() as conn:
+                debounce.park(conn, claim, delay=self._settings.failed_retry_seconds)
+
+    def _record(
+        self,
+        claims: list[debounce.Claim],
+        decisions: dict[tuple[int, int], model.Decision],
+        transitions: int,
+    ) -> None:
+        for claim in claims:
+            self._metrics.triggers_per_evaluation.observe(max(claim.triggers, 1))
+        for decision in decisions.values():
+            self._metrics.evaluations.labels(decision.kind.value).inc()
+            if decision.reason is not None:
+                self._metrics.no_change_reasons.labels(decision.reason.value).inc()
+        log.debug("batch_evaluated", keys=len(claims), transitions=transitions)
+
+    def _refresh_gauges(self) -> None:
+        if time.monotonic() - self._gauges_at < _GAUGE_INTERVAL_SECONDS:
+            return
+        self._gauges_at = time.monotonic()
+        with self._engine.connect() as conn:
+            row = conn.execute(_PENDING_STATS).one()
+        self._metrics.pending_keys.set(row.pending)
+        self._metrics.oldest_due_age.set(float(row.oldest_due_age))

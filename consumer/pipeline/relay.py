@@ -1,0 +1,263 @@
+"""The relay loop: publishes outbox events in order, then marks them published.
+
+One relay is active per database: it holds a session advisory lock on its own connection, and
+others wait for it. Rows are read in id order (per key, the order they were written), produced
+with an idempotent producer (acks=all), and marked published only up to the first one whose
+delivery failed, so per-key order holds; the rest are retried. A crash between produce and mark
+republishes the same events with the same ce_id (at-least-once, deduplicable downstream).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+import structlog
+from confluent_kafka import Producer
+
+from consumer.config import Settings
+from consumer.events.catalogue import EventType
+from consumer.events.codec import Codec
+from consumer.events.envelope import build_output
+from consumer.events.errors import EncodeError, UnregisteredSchemaError
+from consumer.events.registration import register_all
+from consumer.kafka.clients import report_timeout_seconds
+from consumer.kafka.delivery import Outgoing, UndeliveredError, close_producer, deliver
+from consumer.observability.dependencies import Dependencies, Dependency, blame
+from consumer.observability.logs import Throttled
+from consumer.observability.metrics import Metrics
+from consumer.pipeline.looping import Backoff, first_line, is_transient, wait_beating
+
+log = structlog.get_logger("consumer.pipeline.relay")
+LOOP = "relay"
+RELAY_LOCK = 0x43455254_52454C41  # any constant unique to this service
+SOURCE = "urn:oli:torus:certificate-consumer"
+
+_UNPUBLISHED = sa.text(
+    """
+    SELECT id, event_type, payload, created_at FROM cert_consumer.outbox
+    WHERE published_at IS NULL AND failed_at IS NULL ORDER BY id LIMIT :limit
+    """
+)
+_MARK = sa.text(
+    "UPDATE cert_consumer.outbox SET published_at = clock_timestamp() "
+    "WHERE id = ANY(CAST(:ids AS bigint[]))"
+)
+_BACKLOG = sa.text(
+    """
+    SELECT count(*) AS backlog,
+           count(*) FILTER (WHERE failed_at IS NOT NULL) AS set_aside,
+           coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0) AS oldest
+    FROM cert_consumer.outbox WHERE published_at IS NULL
+    """
+)
+_FAIL = sa.text(
+    "UPDATE cert_consumer.outbox SET failed_at = clock_timestamp(), error = :error WHERE id = :id"
+)
+
+
+def avro_record(payload: Mapping[str, Any]) -> dict[str, Any]:
+    """The stored JSON payload in the shape the Avro writer wants (datetimes, not strings)."""
+    record = dict(payload)
+    record["issued_at"] = datetime.fromisoformat(str(payload["issued_at"]))
+    return record
+
+
+class RelayLoop:
+    """Moves outbox rows to their topics."""
+
+    def __init__(
+        self,
+        *,
+        engine: sa.Engine,
+        producer: Producer,
+        codec: Codec,
+        settings: Settings,
+        metrics: Metrics,
+        stop: threading.Event,
+        beat: Callable[[], None],
+        dependencies: Dependencies,
+    ) -> None:
+        self._dependencies = dependencies
+        self._retry_log = Throttled(log)
+        self._engine = engine
+        self._producer = producer
+        self._codec = codec
+        self._settings = settings
+        self._metrics = metrics
+        self._stop = stop
+        self._beat = beat
+        self._report_timeout = report_timeout_seconds(settings)
+        self._conn: sa.Connection | None = None
+        self._gauges_at = 0.0
+        self._subjects_checked = False
+        self._topics = {
+            EventType.CERTIFICATE_GRANTED: settings.granted_topic,
+            EventType.APPROVAL_REQUESTED: settings.approval_topic,
+        }
+
+    def run(self) -> None:
+        backoff = Backoff(self._settings.max_backoff_seconds)
+        try:
+            while not self._stop.is_set():
+                try:
+                    worked = self._step_with_lock()
+                    backoff.reset()
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
+                    blamed = blame(exc)
+                    if blamed is Dependency.SCHEMA_REGISTRY:
+                        self._subjects_checked = False
+                    if blamed is Dependency.POSTGRESQL:
+                        self._drop_connection()
+                        self._metrics.db_failures.labels(LOOP).inc()
+                    self._dependencies.down(blamed, first_line(exc))
+                    delay = backoff.next_delay()
+                    self._retry_log.warning(
+                        "relay_retrying", type(exc), error=first_line(exc), delay_s=round(delay, 2)
+                    )
+                    wait_beating(self._stop, delay, self._beat)
+                    continue
+                self._dependencies.up(Dependency.POSTGRESQL)
+                self._beat()
+                if not worked:
+                    self._stop.wait(self._settings.idle_sleep_seconds)
+        finally:
+            close_producer(self._producer)
+            self._drop_connection()
+            log.info("relay_stopped")
+
+    def _step_with_lock(self) -> bool:
+        if self._conn is None:
+            conn = self._engine.connect()
+            got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": RELAY_LOCK})
+            held = bool(got.scalar_one())
+            conn.commit()
+            if not held:
+                conn.close()
+                return False  # another relay is active; wait and try again
+            log.info("relay_lock_acquired")
+            self._conn = conn
+        return self.step(self._conn)
+
+    def _drop_connection(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.invalidate()  # the session lock goes with the session
+                self._conn.close()
+            except Exception as exc:  # closing a broken connection can fail; nothing to do
+                log.debug("relay_connection_close_failed", error=str(exc))
+            self._conn = None
+
+    def _check_subjects(self) -> None:
+        """With a registry, both output schemas must be registered before anything is sent:
+        checked first (so a missed ``schemas register`` is said at start, and the service is
+        not ready) and again after every failure, until it passes. With
+        CERT_CONSUMER_REGISTER_SCHEMAS the relay registers them itself instead."""
+        registry = self._codec.registry
+        if self._subjects_checked or registry is None:
+            return
+        try:
+            for event_type, topic in self._topics.items():
+                self._codec.check_registered(event_type, topic)
+        except UnregisteredSchemaError:
+            if not self._settings.register_schemas:
+                raise
+            for registered in register_all(
+                self._codec.catalogue, registry, self._topics, only=self._topics
+            ):
+                log.info("schema_registered", subject=registered.subject, file=registered.file)
+            for event_type, topic in self._topics.items():
+                self._codec.check_registered(event_type, topic)
+        self._subjects_checked = True
+        self._dependencies.up(Dependency.SCHEMA_REGISTRY)
+
+    def step(self, conn: sa.Connection) -> bool:
+        """Publish one batch; False when the outbox is empty. Raises TransientError when
+        nothing of the batch could be delivered, so the loop backs off instead of spinning."""
+        self._refresh_gauges(conn)
+        self._check_subjects()
+        rows = list(conn.execute(_UNPUBLISHED, {"limit": self._settings.relay_batch_size}))
+        conn.commit()
+        if not rows:
+            return False
+        started = time.perf_counter()
+        ready = self._encode_or_set_aside(conn, rows)
+        published = self._publish(ready) if ready else []
+        if published:
+            conn.execute(_MARK, {"ids": published})
+            conn.commit()
+        self._metrics.batch_seconds.labels(LOOP).observe(time.perf_counter() - started)
+        if ready and not published:
+            raise UndeliveredError("no outbox event of the batch was delivered")
+        if published:
+            self._dependencies.up(Dependency.KAFKA)
+        return True
+
+    def _encode_or_set_aside(
+        self, conn: sa.Connection, rows: list[sa.Row[Any]]
+    ) -> list[tuple[sa.Row[Any], Outgoing]]:
+        """Encode each row; a row that can never be encoded (a payload edited by hand, a bug)
+        is set aside with its error instead of stopping every student's certificate mail."""
+        ready = []
+        for row in rows:
+            try:
+                ready.append((row, self._outgoing(row)))
+            except (EncodeError, KeyError, ValueError, TypeError) as exc:
+                self._metrics.unpublishable.inc()
+                log.error(
+                    "outbox_event_set_aside",
+                    outbox_id=row.id,
+                    event_type=row.event_type,
+                    error_class=type(exc).__name__,
+                    error=str(exc)[:300],
+                )
+                conn.execute(_FAIL, {"id": row.id, "error": f"{type(exc).__name__}: {exc}"[:2000]})
+                conn.commit()
+        return ready
+
+    def _outgoing(self, row: sa.Row[Any]) -> Outgoing:
+        event_type = EventType(row.event_type)
+        message = build_output(
+            self._codec,
+            event_type,
+            avro_record(row.payload),
+            source=SOURCE,
+            time=row.created_at.astimezone(UTC),
+            topic=self._topics[event_type],
+        )
+        return Outgoing(message.topic, message.value, message.key, list(message.headers))
+
+    def _publish(self, ready: list[tuple[sa.Row[Any], Outgoing]]) -> list[int]:
+        """Produce every row; return the ids delivered before the first failure, so per-key
+        order holds (the failed row and those after it are published again, in order)."""
+        outcome = deliver(
+            self._producer,
+            [outgoing for _, outgoing in ready],
+            report_timeout=self._report_timeout,
+            stop=self._stop,
+        )
+        delivered: list[int] = []
+        for (row, _), err in zip(ready, outcome, strict=True):
+            if err is not None:
+                self._metrics.publish_failures.inc()
+                log.warning("publish_failed", outbox_id=row.id, error=str(err))
+                break
+            delivered.append(row.id)
+            self._metrics.published.labels(row.event_type).inc()
+        return delivered
+
+    def _refresh_gauges(self, conn: sa.Connection) -> None:
+        if time.monotonic() - self._gauges_at < 5.0:
+            return
+        self._gauges_at = time.monotonic()
+        row = conn.execute(_BACKLOG).one()
+        conn.commit()
+        self._metrics.outbox_backlog.set(row.backlog)
+        self._metrics.outbox_set_aside.set(row.set_aside)
+        self._metrics.outbox_oldest_age.set(float(row.oldest))

@@ -1,0 +1,110 @@
+"""Creates and migrates the service's own schema (``cert_consumer``); never Torus's tables.
+
+Each migration is a numbered list of SQL statements applied once, in order, in one transaction
+under an advisory lock, so several pods starting at once cannot race. Published migrations are
+never edited: a change is a new number.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sqlalchemy as sa
+
+from consumer.store.service_tables import SCHEMA
+
+# Any 64-bit constant unique to this service: serialises concurrent `db upgrade` runs.
+_MIGRATION_LOCK = 0x43455254_4D494752
+
+
+@dataclass(frozen=True)
+class Migration:
+    version: int
+    name: str
+    statements: tuple[str, ...]
+
+
+MIGRATIONS: tuple[Migration, ...] = (
+    Migration(
+        1,
+        "pending evaluations and outbox",
+        (
+            f"""CREATE TABLE {SCHEMA}.pending_evaluations (
+                section_id bigint NOT NULL,
+                user_id bigint NOT NULL,
+                first_seen_at timestamptz NOT NULL,
+                last_seen_at timestamptz NOT NULL,
+                due_at timestamptz NOT NULL,
+                version bigint NOT NULL DEFAULT 1,
+                triggers bigint NOT NULL DEFAULT 1,
+                claimed_version bigint,
+                lease_until timestamptz,
+                PRIMARY KEY (section_id, user_id))""",
+            f"CREATE INDEX pending_evaluations_due_at ON {SCHEMA}.pending_evaluations (due_at)",
+            f"""CREATE TABLE {SCHEMA}.outbox (
+                id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+                event_id uuid NOT NULL UNIQUE,
+                event_type text NOT NULL,
+                message_key text NOT NULL,
+                payload jsonb NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                published_at timestamptz)""",
+            f"""CREATE INDEX outbox_unpublished ON {SCHEMA}.outbox (id)
+                WHERE published_at IS NULL""",
+        ),
+    ),
+    Migration(
+        2,
+        "outbox events set aside",
+        (
+            f"ALTER TABLE {SCHEMA}.outbox ADD COLUMN failed_at timestamptz",
+            f"ALTER TABLE {SCHEMA}.outbox ADD COLUMN error text",
+        ),
+    ),
+)
+
+
+def applied_versions(connection: sa.Connection) -> set[int]:
+    exists = connection.execute(
+        sa.text("SELECT to_regclass(:name) IS NOT NULL"),
+        {"name": f"{SCHEMA}.schema_migrations"},
+    ).scalar_one()
+    if not exists:
+        return set()
+    rows = connection.execute(sa.text(f"SELECT version FROM {SCHEMA}.schema_migrations"))
+    return {int(v) for v in rows.scalars()}
+
+
+def upgrade(engine: sa.Engine) -> list[int]:
+    """Apply every migration not applied yet; return the versions applied by this call."""
+    applied_now: list[int] = []
+    with engine.begin() as conn:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+        conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
+        conn.execute(
+            sa.text(
+                f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_migrations (
+                    version integer PRIMARY KEY,
+                    name text NOT NULL,
+                    applied_at timestamptz NOT NULL DEFAULT now())"""
+            )
+        )
+        done = applied_versions(conn)
+        for migration in MIGRATIONS:
+            if migration.version in done:
+                continue
+            for statement in migration.statements:
+                conn.execute(sa.text(statement))
+            conn.execute(
+                sa.text(f"INSERT INTO {SCHEMA}.schema_migrations (version, name) VALUES (:v, :n)"),
+                {"v": migration.version, "n": migration.name},
+            )
+            applied_now.append(migration.version)
+    return applied_now
+
+
+def pending_versions(engine: sa.Engine) -> list[int]:
+    """Migrations not applied yet: the service refuses to run until they are."""
+    with engine.connect() as conn:
+        done = applied_versions(conn)
+    return [m.version for m in MIGRATIONS if m.version not in done]
