@@ -40,7 +40,7 @@ import sqlalchemy as sa
 from consumer import evaluation
 from consumer.domain import model, rules
 from consumer.evaluation import decide_keys, evaluate_keys
-from consumer.store import facts, grants, torus
+from consumer.store import facts, grants, outbox, torus
 from consumer.store.facts import Key
 from consumer.store.migrations import upgrade
 from consumer.testing import seeding
@@ -546,7 +546,7 @@ PROFILED: tuple[tuple[ModuleType, str], ...] = (
     (evaluation, "apply_decisions"),
     (grants, "_create"),
     (grants, "_upgrade"),
-    (grants, "write_outbox"),
+    (outbox, "write"),
 )
 
 

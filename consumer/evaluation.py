@@ -16,6 +16,7 @@ import sqlalchemy as sa
 import structlog
 
 from consumer.domain import model, rules
+from consumer.store import outbox
 from consumer.store.facts import Key, load_facts
 from consumer.store.grants import Transition, apply_decisions
 
@@ -50,7 +51,8 @@ def evaluate_keys(
 ) -> EvaluationResult:
     """Decide every key; when ``apply``, write the transitions and their outbox events."""
     facts, decisions = decide_keys(conn, keys)
-    transitions = (
-        apply_decisions(conn, facts, decisions, now=now, new_guid=new_guid) if apply else []
-    )
+    if not apply:
+        return EvaluationResult(decisions, [])
+    transitions = apply_decisions(conn, facts, decisions, now=now, new_guid=new_guid)
+    outbox.write(conn, transitions)
     return EvaluationResult(decisions, transitions)

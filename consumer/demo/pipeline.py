@@ -21,6 +21,7 @@ from consumer.errors import FatalError
 from consumer.events.envelope import build_headers, format_key
 from consumer.kafka.delivery import Outgoing, deliver
 from consumer.runtime import Service, build_codec
+from consumer.store import debounce, outbox
 from consumer.store.facts import load_facts
 from consumer.testing.kafka import QUIET_KAFKA
 
@@ -30,10 +31,7 @@ SETTLE_SECONDS = 45.0  # a phase not fully processed by then fails the demo
 _REFRESH_SECONDS = 0.1
 _COUNTS = sa.text(
     """
-    SELECT (SELECT count(*) FROM cert_consumer.pending_evaluations) AS pending_keys,
-           (SELECT count(*) FROM cert_consumer.outbox) AS outbox_total,
-           (SELECT count(*) FROM cert_consumer.outbox WHERE published_at IS NULL) AS outbox_backlog,
-           count(*) FILTER (WHERE state = 'earned') AS earned,
+    SELECT count(*) FILTER (WHERE state = 'earned') AS earned,
            count(*) FILTER (WHERE state = 'pending') AS pending_approval,
            count(*) FILTER (WHERE with_distinction) AS with_distinction
     FROM public.granted_certificates
@@ -149,6 +147,9 @@ class Pipeline:
         }
         with self.engine.connect() as conn:
             row = conn.execute(_COUNTS).one()
+            pending_keys = debounce.stats(conn).pending
+            outbox_total = outbox.total(conn)
+            outbox_backlog = outbox.backlog(conn).unpublished
         self.watcher.poll()
         title, number = self.phase
         return Snapshot(
@@ -160,6 +161,9 @@ class Pipeline:
             consumed=consumed,
             evaluations=evaluations,
             transitions=transitions,
+            pending_keys=pending_keys,
+            outbox_total=outbox_total,
+            outbox_backlog=outbox_backlog,
             **row._asdict(),
             received=tuple(self.watcher.received),
             duplicates=self.watcher.duplicates,

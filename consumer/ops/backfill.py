@@ -21,27 +21,10 @@ from datetime import datetime
 import sqlalchemy as sa
 import structlog
 
-from consumer.store import debounce
-from consumer.store.torus import enrolled_learners, enrollments, sections
+from consumer.store import debounce, outbox, torus
 
 log = structlog.get_logger("consumer.ops.backfill")
 DEFAULT_CHUNK_SECTIONS = 50
-
-_PENDING = sa.text(
-    """
-    SELECT count(*) FROM cert_consumer.pending_evaluations
-    WHERE section_id = ANY(CAST(:sections AS bigint[])) AND first_seen_at <= :queued_until
-    """
-)
-
-# Outbox rows carry the key "<section_id>:<user_id>"; transitions of these sections only.
-_TRANSITIONS = sa.text(
-    """
-    SELECT count(*) FROM cert_consumer.outbox
-    WHERE created_at >= :since
-      AND split_part(message_key, ':', 1)::bigint = ANY(CAST(:sections AS bigint[]))
-    """
-)
 
 
 @dataclass(frozen=True)
@@ -67,21 +50,12 @@ class WaitOutcome:
 
 def select_sections(conn: sa.Connection, section_id: int | None) -> list[int]:
     """The one section asked for (if it exists), else every certificate-enabled section."""
-    query = sa.select(sections.c.id).order_by(sections.c.id)
-    if section_id is not None:
-        query = query.where(sections.c.id == section_id)
-    else:
-        query = query.where(sections.c.certificate_enabled.is_(True))
-    return [int(i) for i in conn.execute(query).scalars()]
+    return torus.certificate_sections(conn, only=section_id)
 
 
 def count_learners(conn: sa.Connection, section_ids: Sequence[int]) -> int:
-    """Distinct (section, user) keys a section-wide trigger expands to: the same filter as the
-    debounce's expansion (enrolled, learner role)."""
-    keys = (
-        enrolled_learners().where(enrollments.c.section_id.in_(section_ids)).distinct().subquery()
-    )
-    return int(conn.execute(sa.select(sa.func.count()).select_from(keys)).scalar_one())
+    """Distinct (section, user) keys a section-wide trigger expands to: what ``enqueue`` queues."""
+    return debounce.count_expansion(conn, section_ids)
 
 
 def enqueue(conn: sa.Connection, section_ids: Sequence[int]) -> int:
@@ -119,13 +93,10 @@ def progress_of(
     """How far the evaluators are. A key counts as remaining while a row queued no later than
     the backfill's end is still pending; a row created later is live traffic, and a key
     re-triggered while being evaluated restarts its window, so it counts as done too."""
-    params = {"sections": list(section_ids), "queued_until": summary.finished_at}
     with engine.connect() as conn:
-        remaining = int(conn.execute(_PENDING, params).scalar_one())
-        made = conn.execute(
-            _TRANSITIONS, {"sections": list(section_ids), "since": summary.started_at}
-        ).scalar_one()
-    return WaitOutcome(remaining, int(made))
+        remaining = debounce.remaining(conn, section_ids, summary.finished_at)
+        made = outbox.transitions_since(conn, section_ids, summary.started_at)
+    return WaitOutcome(remaining, made)
 
 
 def wait_evaluated(

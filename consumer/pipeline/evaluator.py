@@ -28,15 +28,6 @@ log = structlog.get_logger("consumer.pipeline.evaluator")
 LOOP = "evaluate"
 _GAUGE_INTERVAL_SECONDS = 5.0
 
-_PENDING_STATS = sa.text(
-    """
-    SELECT count(*) AS pending,
-           coalesce(extract(epoch FROM clock_timestamp() - min(due_at)
-                    FILTER (WHERE due_at <= clock_timestamp())), 0) AS oldest_due_age
-    FROM cert_consumer.pending_evaluations
-    """
-)
-
 
 class EvaluatorLoop:
     """Turns due pending keys into decisions and transitions."""
@@ -165,6 +156,6 @@ class EvaluatorLoop:
             return
         self._gauges_at = time.monotonic()
         with self._engine.connect() as conn:
-            row = conn.execute(_PENDING_STATS).one()
-        self._metrics.pending_keys.set(row.pending)
-        self._metrics.oldest_due_age.set(float(row.oldest_due_age))
+            stats = debounce.stats(conn)
+        self._metrics.pending_keys.set(stats.pending)
+        self._metrics.oldest_due_age.set(stats.oldest_due_age_s)

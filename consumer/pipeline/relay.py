@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
-from typing import Any
+from collections.abc import Callable
+from datetime import UTC
 
 import sqlalchemy as sa
 import structlog
@@ -31,40 +30,11 @@ from consumer.observability.dependencies import Dependencies, Dependency, blame
 from consumer.observability.logs import Throttled
 from consumer.observability.metrics import Metrics
 from consumer.pipeline.looping import Backoff, first_line, is_transient, wait_beating
+from consumer.store import outbox
 
 log = structlog.get_logger("consumer.pipeline.relay")
 LOOP = "relay"
-RELAY_LOCK = 0x43455254_52454C41  # any constant unique to this service
 SOURCE = "urn:oli:torus:certificate-consumer"
-
-_UNPUBLISHED = sa.text(
-    """
-    SELECT id, event_type, payload, created_at FROM cert_consumer.outbox
-    WHERE published_at IS NULL AND failed_at IS NULL ORDER BY id LIMIT :limit
-    """
-)
-_MARK = sa.text(
-    "UPDATE cert_consumer.outbox SET published_at = clock_timestamp() "
-    "WHERE id = ANY(CAST(:ids AS bigint[]))"
-)
-_BACKLOG = sa.text(
-    """
-    SELECT count(*) AS backlog,
-           count(*) FILTER (WHERE failed_at IS NOT NULL) AS set_aside,
-           coalesce(extract(epoch FROM clock_timestamp() - min(created_at)), 0) AS oldest
-    FROM cert_consumer.outbox WHERE published_at IS NULL
-    """
-)
-_FAIL = sa.text(
-    "UPDATE cert_consumer.outbox SET failed_at = clock_timestamp(), error = :error WHERE id = :id"
-)
-
-
-def avro_record(payload: Mapping[str, Any]) -> dict[str, Any]:
-    """The stored JSON payload in the shape the Avro writer wants (datetimes, not strings)."""
-    record = dict(payload)
-    record["issued_at"] = datetime.fromisoformat(str(payload["issued_at"]))
-    return record
 
 
 class RelayLoop:
@@ -135,10 +105,7 @@ class RelayLoop:
     def _step_with_lock(self) -> bool:
         if self._conn is None:
             conn = self._engine.connect()
-            got = conn.execute(sa.text("SELECT pg_try_advisory_lock(:k)"), {"k": RELAY_LOCK})
-            held = bool(got.scalar_one())
-            conn.commit()
-            if not held:
+            if not outbox.try_relay_lock(conn):
                 conn.close()
                 return False  # another relay is active; wait and try again
             log.info("relay_lock_acquired")
@@ -182,7 +149,7 @@ class RelayLoop:
         nothing of the batch could be delivered, so the loop backs off instead of spinning."""
         self._refresh_gauges(conn)
         self._check_subjects()
-        rows = list(conn.execute(_UNPUBLISHED, {"limit": self._settings.relay_batch_size}))
+        rows = outbox.unpublished(conn, self._settings.relay_batch_size)
         conn.commit()
         if not rows:
             return False
@@ -190,7 +157,7 @@ class RelayLoop:
         ready = self._encode_or_set_aside(conn, rows)
         published = self._publish(ready) if ready else []
         if published:
-            conn.execute(_MARK, {"ids": published})
+            outbox.mark_published(conn, published)
             conn.commit()
         self._metrics.batch_seconds.labels(LOOP).observe(time.perf_counter() - started)
         if ready and not published:
@@ -200,8 +167,8 @@ class RelayLoop:
         return True
 
     def _encode_or_set_aside(
-        self, conn: sa.Connection, rows: list[sa.Row[Any]]
-    ) -> list[tuple[sa.Row[Any], Outgoing]]:
+        self, conn: sa.Connection, rows: list[outbox.Stored]
+    ) -> list[tuple[outbox.Stored, Outgoing]]:
         """Encode each row; a row that can never be encoded (a payload edited by hand, a bug)
         is set aside with its error instead of stopping every student's certificate mail."""
         ready = []
@@ -217,23 +184,23 @@ class RelayLoop:
                     error_class=type(exc).__name__,
                     error=str(exc)[:300],
                 )
-                conn.execute(_FAIL, {"id": row.id, "error": f"{type(exc).__name__}: {exc}"[:2000]})
+                outbox.set_aside(conn, row.id, f"{type(exc).__name__}: {exc}")
                 conn.commit()
         return ready
 
-    def _outgoing(self, row: sa.Row[Any]) -> Outgoing:
+    def _outgoing(self, row: outbox.Stored) -> Outgoing:
         event_type = EventType(row.event_type)
         message = build_output(
             self._codec,
             event_type,
-            avro_record(row.payload),
+            outbox.avro_record(row.payload),
             source=SOURCE,
             time=row.created_at.astimezone(UTC),
             topic=self._topics[event_type],
         )
         return Outgoing(message.topic, message.value, message.key, list(message.headers))
 
-    def _publish(self, ready: list[tuple[sa.Row[Any], Outgoing]]) -> list[int]:
+    def _publish(self, ready: list[tuple[outbox.Stored, Outgoing]]) -> list[int]:
         """Produce every row; return the ids delivered before the first failure, so per-key
         order holds (the failed row and those after it are published again, in order)."""
         outcome = deliver(
@@ -256,8 +223,8 @@ class RelayLoop:
         if time.monotonic() - self._gauges_at < 5.0:
             return
         self._gauges_at = time.monotonic()
-        row = conn.execute(_BACKLOG).one()
+        backlog = outbox.backlog(conn)
         conn.commit()
-        self._metrics.outbox_backlog.set(row.backlog)
-        self._metrics.outbox_set_aside.set(row.set_aside)
-        self._metrics.outbox_oldest_age.set(float(row.oldest))
+        self._metrics.outbox_backlog.set(backlog.unpublished)
+        self._metrics.outbox_set_aside.set(backlog.set_aside)
+        self._metrics.outbox_oldest_age.set(backlog.oldest_age_s)

@@ -16,46 +16,30 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from consumer.store.facts import Key
-from consumer.store.torus import LEARNER_ROLE
+from consumer.store.service_tables import pending_evaluations
+from consumer.store.torus import enrolled_learners, enrollments
 
-_UPSERT = sa.text(
+_STATS = sa.text(
     """
-    WITH incoming AS (
-        SELECT section_id, user_id, n
-        FROM unnest(CAST(:section_ids AS bigint[]), CAST(:user_ids AS bigint[]),
-                    CAST(:counts AS bigint[])) AS t(section_id, user_id, n)
-        UNION ALL
-        SELECT e.section_id, e.user_id, 1
-        FROM public.enrollments e
-        JOIN public.enrollments_context_roles r ON r.enrollment_id = e.id
-        WHERE e.section_id = ANY(CAST(:wide_sections AS bigint[]))
-          AND e.status = 'enrolled' AND r.context_role_id = :learner
-    ), keyed AS (
-        SELECT section_id, user_id, sum(n)::bigint AS n
-        FROM incoming GROUP BY section_id, user_id
-    )
-    INSERT INTO cert_consumer.pending_evaluations AS p
-        (section_id, user_id, first_seen_at, last_seen_at, due_at, version, triggers)
-    SELECT section_id, user_id, clock_timestamp(), clock_timestamp(),
-           clock_timestamp() + make_interval(secs => :quiet), 1, n
-    FROM keyed
-    ORDER BY section_id, user_id
-    ON CONFLICT (section_id, user_id) DO UPDATE SET
-        -- A key in flight starts a new debounce window: the evaluation under way saw the
-        -- earlier triggers, this one needs its own.
-        first_seen_at = CASE WHEN p.claimed_version IS NULL THEN p.first_seen_at
-                             ELSE EXCLUDED.first_seen_at END,
-        last_seen_at = EXCLUDED.last_seen_at,
-        due_at = LEAST(
-            EXCLUDED.last_seen_at + make_interval(secs => :quiet),
-            CASE WHEN p.claimed_version IS NULL THEN p.first_seen_at
-                 ELSE EXCLUDED.first_seen_at END + make_interval(secs => :max_wait)),
-        version = p.version + 1,
-        triggers = p.triggers + EXCLUDED.triggers
+    SELECT count(*) AS pending,
+           coalesce(extract(epoch FROM clock_timestamp() - min(due_at)
+                    FILTER (WHERE due_at <= clock_timestamp())), 0) AS oldest_due_age
+    FROM cert_consumer.pending_evaluations
+    """
+)
+
+_REMAINING = sa.text(
+    """
+    SELECT count(*) FROM cert_consumer.pending_evaluations
+    WHERE section_id = ANY(CAST(:sections AS bigint[])) AND first_seen_at <= :queued_until
     """
 )
 
@@ -132,25 +116,98 @@ class Claim:
         return (self.section_id, self.user_id)
 
 
+def _seconds(value: float) -> sa.ColumnElement[Any]:
+    """``value`` seconds as an interval."""
+    return sa.literal(value, sa.Float) * sa.literal_column("interval '1 second'")
+
+
+def _incoming(batch: TriggerBatch) -> sa.CTE:
+    """The batch as (section_id, user_id, n): its keys with their counts, and one row per
+    enrolled learner of each section-wide trigger (``torus.enrolled_learners``, the same
+    filter the facts and the backfill use)."""
+    keys = sorted(batch.counts)
+    bigints = ARRAY(sa.BigInteger)
+    explicit = sa.select(
+        sa.func.unnest(
+            sa.cast(sa.literal([k[0] for k in keys], bigints), bigints),
+            sa.cast(sa.literal([k[1] for k in keys], bigints), bigints),
+            sa.cast(sa.literal([batch.counts[k] for k in keys], bigints), bigints),
+        )
+        .table_valued("section_id", "user_id", "n", name="t")
+        .render_derived(with_types=False)
+    )
+    if not batch.wide_sections:
+        return explicit.cte("incoming")
+    wide = (
+        enrolled_learners()
+        .add_columns(sa.literal(1, sa.BigInteger).label("n"))
+        .where(enrollments.c.section_id.in_(sorted(batch.wide_sections)))
+    )
+    return sa.union_all(explicit, wide).cte("incoming")
+
+
+def _upsert_statement(batch: TriggerBatch, *, quiet: float, max_wait: float) -> sa.Insert:
+    incoming = _incoming(batch)
+    keyed = (
+        sa.select(
+            incoming.c.section_id,
+            incoming.c.user_id,
+            sa.cast(sa.func.sum(incoming.c.n), sa.BigInteger).label("n"),
+        )
+        .group_by(incoming.c.section_id, incoming.c.user_id)
+        .cte("keyed")
+    )
+    now = sa.func.clock_timestamp()
+    rows = sa.select(
+        keyed.c.section_id,
+        keyed.c.user_id,
+        now,
+        now,
+        now + _seconds(quiet),
+        sa.literal(1),
+        keyed.c.n,
+    ).order_by(keyed.c.section_id, keyed.c.user_id)
+    p = pending_evaluations
+    columns = ["section_id", "user_id", "first_seen_at", "last_seen_at", "due_at", "version"]
+    insert = pg_insert(p).from_select([*columns, "triggers"], rows)
+    new = insert.excluded
+    # A key in flight starts a new debounce window: the evaluation under way saw the earlier
+    # triggers, this one needs its own.
+    window_start = sa.case(
+        (p.c.claimed_version.is_(None), p.c.first_seen_at), else_=new.first_seen_at
+    )
+    return insert.on_conflict_do_update(
+        index_elements=[p.c.section_id, p.c.user_id],
+        set_={
+            "first_seen_at": window_start,
+            "last_seen_at": new.last_seen_at,
+            "due_at": sa.func.least(
+                new.last_seen_at + _seconds(quiet),
+                window_start + _seconds(max_wait),
+            ),
+            "version": p.c.version + 1,
+            "triggers": p.c.triggers + new.triggers,
+        },
+    )
+
+
 def upsert(conn: sa.Connection, batch: TriggerBatch, *, quiet: float, max_wait: float) -> int:
     """Record a batch of triggers in one statement; return the number of keys touched.
     A section-wide trigger becomes one per enrolled learner of the section."""
     if not batch:
         return 0
-    keys = sorted(batch.counts)
-    result = conn.execute(
-        _UPSERT,
-        {
-            "section_ids": [k[0] for k in keys],
-            "user_ids": [k[1] for k in keys],
-            "counts": [batch.counts[k] for k in keys],
-            "wide_sections": sorted(batch.wide_sections),
-            "learner": LEARNER_ROLE,
-            "quiet": quiet,
-            "max_wait": max_wait,
-        },
-    )
+    statement = _upsert_statement(batch, quiet=quiet, max_wait=max_wait)
+    # SQLAlchemy reads an INSERT's rowcount only when asked to.
+    result = conn.execute(statement.execution_options(preserve_rowcount=True))
     return int(result.rowcount)
+
+
+def count_expansion(conn: sa.Connection, section_ids: Sequence[int]) -> int:
+    """Distinct (section, user) keys section-wide triggers of ``section_ids`` expand to."""
+    keys = (
+        enrolled_learners().where(enrollments.c.section_id.in_(section_ids)).distinct().subquery()
+    )
+    return int(conn.execute(sa.select(sa.func.count()).select_from(keys)).scalar_one())
 
 
 def claim_due(conn: sa.Connection, *, limit: int, lease: float) -> list[Claim]:
@@ -179,3 +236,20 @@ def park(conn: sa.Connection, claim: Claim, *, delay: float) -> None:
     """Keep a key whose evaluation fails on its own data, due again after ``delay`` seconds:
     nothing is lost, and the rest of the queue is not held up by it."""
     conn.execute(_PARK, {"section_id": claim.section_id, "user_id": claim.user_id, "delay": delay})
+
+
+@dataclass(frozen=True)
+class Stats:
+    pending: int
+    oldest_due_age_s: float  # how long the oldest due key has waited past its due time
+
+
+def stats(conn: sa.Connection) -> Stats:
+    row = conn.execute(_STATS).one()
+    return Stats(int(row.pending), float(row.oldest_due_age))
+
+
+def remaining(conn: sa.Connection, section_ids: Sequence[int], queued_until: datetime) -> int:
+    """Keys of these sections still pending that were queued no later than ``queued_until``."""
+    params = {"sections": list(section_ids), "queued_until": queued_until}
+    return int(conn.execute(_REMAINING, params).scalar_one())

@@ -1,7 +1,8 @@
-"""Writes decided transitions to granted_certificates, each with exactly one outbox event.
+"""Writes decided transitions to granted_certificates and names the event each one announces.
 
-Runs inside the caller's transaction, so a transition and its event commit together or not at
-all. Concurrency safety comes from the database, not from luck:
+Runs inside the caller's transaction, which also writes the events (``consumer.evaluation``),
+so a transition and its event commit together or not at all. Concurrency safety comes from the
+database, not from luck:
 - CREATE is ``INSERT ... ON CONFLICT (user_id, certificate_id) DO NOTHING``: of concurrent
   creators exactly one gets the row back, the others make no transition and no event;
 - UPGRADE is a conditional ``UPDATE`` that only matches a row still in the state the decision
@@ -19,13 +20,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import distinct_on, insert
+from sqlalchemy.dialects.postgresql import distinct_on
 
 from consumer.domain import model
 from consumer.events.catalogue import EventType
-from consumer.store import payloads
 from consumer.store.facts import Key
-from consumer.store.service_tables import outbox
 from consumer.store.torus import enrollments
 
 EVENT_NAMESPACE = uuid.UUID("6f1d9a52-8a8e-4c53-9a3c-3f0c2b1f7e10")
@@ -177,8 +176,8 @@ def apply_decisions(
     now: datetime,
     new_guid: Callable[[], uuid.UUID] = uuid.uuid4,
 ) -> list[Transition]:
-    """Write every CREATE/UPGRADE of ``decisions`` and its outbox event; return the effective
-    transitions (a lost race is not one)."""
+    """Write every CREATE/UPGRADE of ``decisions``; return the effective transitions (a lost
+    race is not one). The caller writes their events (``outbox.write``) in the same transaction."""
     when = _db_time(now)
     section_of_certificate = {
         d.certificate_id: key[0] for key, d in decisions.items() if d.certificate_id is not None
@@ -200,54 +199,4 @@ def apply_decisions(
         )
         for row in _upgrade(conn, upgrades, when, new_guid)
     ]
-    write_outbox(conn, transitions)
     return transitions
-
-
-def write_outbox(conn: sa.Connection, transitions: Sequence[Transition]) -> None:
-    """One outbox row per transition, its payload assembled from the database now."""
-    if not transitions:
-        return
-    people = payloads.load_people(conn, [t.user_id for t in transitions])
-    sections = payloads.load_sections(conn, [t.section_id for t in transitions])
-    pending_sections = [
-        t.section_id for t in transitions if t.event_type is EventType.APPROVAL_REQUESTED
-    ]
-    recipients = payloads.load_recipients(conn, pending_sections)
-    rows = []
-    for t in transitions:
-        payload = _payload(t, people.get(t.user_id), sections.get(t.section_id))
-        if t.event_type is EventType.APPROVAL_REQUESTED:
-            payload["recipients"] = recipients.get(t.section_id, [])
-        rows.append(
-            {
-                "event_id": t.event_id,
-                "event_type": t.event_type.value,
-                "message_key": f"{t.section_id}:{t.user_id}",
-                "payload": payload,
-            }
-        )
-    conn.execute(insert(outbox).on_conflict_do_nothing(index_elements=["event_id"]), rows)
-
-
-def _payload(
-    t: Transition, person: payloads.Person | None, section: payloads.SectionInfo | None
-) -> dict[str, Any]:
-    return {
-        "event_id": str(t.event_id),
-        "granted_certificate_id": t.granted_certificate_id,
-        "guid": str(t.guid),
-        "state": t.state.value.upper(),
-        "with_distinction": t.with_distinction,
-        "certificate_label": payloads.certificate_label(t.with_distinction),
-        "certificate_type": "DISTINCTION" if t.with_distinction else "COMPLETION",
-        "student": {
-            "user_id": t.user_id,
-            "name": person.name if person else "Unknown",
-            "email": person.email if person else None,
-        },
-        "course_title": section.title if section else "",
-        "section_id": t.section_id,
-        "section_slug": section.slug if section else "",
-        "issued_at": t.issued_at.replace(tzinfo=UTC).isoformat(),
-    }

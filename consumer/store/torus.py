@@ -168,6 +168,17 @@ def enrolled_learners() -> sa.Select[tuple[int, int]]:
     )
 
 
+def certificate_sections(conn: sa.Connection, *, only: int | None = None) -> list[int]:
+    """Ids of every certificate-enabled section, in order; with ``only``, that section if it
+    exists (enabled or not: an operator naming a section means it)."""
+    query = sa.select(sections.c.id).order_by(sections.c.id)
+    if only is not None:
+        query = query.where(sections.c.id == only)
+    else:
+        query = query.where(sections.c.certificate_enabled.is_(True))
+    return [int(i) for i in conn.execute(query).scalars()]
+
+
 def create_torus_tables(connection: sa.Connection) -> None:
     """Create the Torus tables in an empty database (tests and the demo only, never production)."""
     existing = sa.inspect(connection).get_table_names(schema="public")
