@@ -39,9 +39,9 @@ import sqlalchemy as sa
 
 from consumer import evaluation
 from consumer.domain import model, rules
+from consumer.domain.model import Key
 from consumer.evaluation import decide_keys, evaluate_keys
 from consumer.store import facts, grants, outbox, torus
-from consumer.store.facts import Key
 from consumer.store.migrations import upgrade
 from consumer.testing import seeding
 from consumer.testing.postgres import LocalPostgres

@@ -74,7 +74,7 @@ def seed(engine: sa.Engine, learners: int) -> list[tuple[int, int]]:
 
 
 def produce(servers: str, topic: str, keys: list[tuple[int, int]], per_key: int) -> float:
-    codec = Codec(load_catalogue(locate_schemas_dir(os.environ)))
+    codec = Codec(load_catalogue(locate_schemas_dir()))
     producer = Producer({"bootstrap.servers": servers, "linger.ms": 20, "enable.idempotence": True})
     headers = build_headers(
         event_id="bench",

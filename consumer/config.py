@@ -10,14 +10,16 @@ dots written as underscores (``CERT_CONSUMER_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 
 from consumer.errors import ConfigError
-from consumer.events.catalogue import EventType
+from consumer.events.catalogue import EventType, locate_schemas_dir
 
 PREFIX = "CERT_CONSUMER_"
 KAFKA_PREFIX = PREFIX + "KAFKA_"
@@ -90,6 +92,11 @@ class Settings:
     )
     schema_registry_url: str = _setting(
         "SCHEMA_REGISTRY_URL", "", "Confluent-compatible registry; empty = single-object Avro."
+    )
+    schemas_dir: str = _setting(
+        "SCHEMAS_DIR",
+        "",
+        "Folder of the <event_type>.v<N>.avsc files; empty = the schemas shipped in the package.",
     )
     register_schemas: bool = _setting(
         "REGISTER_SCHEMAS",
@@ -168,6 +175,10 @@ class Settings:
     def input_topics(self) -> tuple[str, ...]:
         """The topics ingest subscribes to."""
         return tuple(self.accepted_types)
+
+    @property
+    def schemas_path(self) -> Path:
+        return locate_schemas_dir(self.schemas_dir)
 
 
 def _parse_float(raw: str) -> float:
@@ -276,10 +287,12 @@ def kafka_passthrough(environ: Mapping[str, str]) -> dict[str, str]:
 
 
 def load_settings(
-    environ: Mapping[str, str], *, require_database: bool = True, **overrides: Any
+    environ: Mapping[str, str] | None = None, *, require_database: bool = True, **overrides: Any
 ) -> Settings:
-    """Build Settings from ``environ`` (and explicit overrides, e.g. CLI flags); report all
-    problems together so an operator fixes them in one round."""
+    """Build Settings from ``environ`` (the process environment by default; the one place the
+    service reads it) and explicit overrides, e.g. CLI flags; report all problems together so
+    an operator fixes them in one round."""
+    environ = os.environ if environ is None else environ
     values: dict[str, Any] = {}
     problems: list[str] = []
     for spec in fields(Settings):

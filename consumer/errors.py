@@ -2,6 +2,7 @@
 
     CertConsumerError
     ├── ConfigError        bad settings at start-up: print every problem, exit 2
+    ├── MissingExtraError  a command needs an optional extra that is not installed: one line, exit 2
     ├── PoisonError        this one input can never succeed: dead-letter it and move on
     │   ├── (codec errors: UnknownSchemaError, TruncatedRecordError, ... in consumer.codec)
     │   └── UnexpectedRecordError  our code raised something unforeseen on one record
@@ -26,6 +27,16 @@ class ConfigError(CertConsumerError):
     def __init__(self, problems: list[str]) -> None:
         self.problems = list(problems)
         super().__init__("invalid configuration:\n  " + "\n  ".join(self.problems))
+
+
+class MissingExtraError(CertConsumerError):
+    """A command needs an optional dependency group (``pip install 'certificate-consumer[X]'``)."""
+
+    def __init__(self, command: str, extra: str, missing: str) -> None:
+        install = f"pip install 'certificate-consumer[{extra}]'"
+        super().__init__(
+            f"{command} needs the '{extra}' extra ({missing} is not installed): {install}"
+        )
 
 
 class PoisonError(CertConsumerError):

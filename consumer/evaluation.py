@@ -16,8 +16,9 @@ import sqlalchemy as sa
 import structlog
 
 from consumer.domain import model, rules
+from consumer.domain.model import Key
 from consumer.store import outbox
-from consumer.store.facts import Key, load_facts
+from consumer.store.facts import load_facts
 from consumer.store.grants import Transition, apply_decisions
 
 log = structlog.get_logger("consumer.evaluation")

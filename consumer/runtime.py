@@ -25,7 +25,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 
 from consumer.config import Settings
 from consumer.errors import ConfigError, FatalError, StartupTimeoutError
-from consumer.events.catalogue import load_catalogue, locate_schemas_dir
+from consumer.events.catalogue import load_catalogue
 from consumer.events.codec import Codec
 from consumer.kafka import clients
 from consumer.observability import endpoints
@@ -37,6 +37,7 @@ from consumer.pipeline.evaluator import EvaluatorLoop
 from consumer.pipeline.ingest import IngestLoop
 from consumer.pipeline.looping import Backoff, first_line, is_transient, wait_beating
 from consumer.pipeline.relay import RelayLoop
+from consumer.store import database
 from consumer.store.migrations import pending_versions
 
 log = structlog.get_logger("consumer.runtime")
@@ -75,7 +76,7 @@ def _kafka_error_callback(
 
 
 def build_codec(settings: Settings) -> Codec:
-    catalogue = load_catalogue(locate_schemas_dir(os.environ))
+    catalogue = load_catalogue(settings.schemas_path)
     if not settings.schema_registry_url:
         return Codec(catalogue)
     from confluent_kafka.schema_registry import SchemaRegistryClient  # noqa: PLC0415
@@ -102,11 +103,8 @@ class Service:
         self.metrics = Metrics()
         self.dependencies = Dependencies(self.metrics.dependency_up)
         self.heartbeats = Heartbeats(settings.health_deadline_seconds)
-        self.engine = sa.create_engine(
-            settings.database_url,
-            pool_pre_ping=True,
-            pool_size=len(settings.roles) + 2,
-            connect_args={"connect_timeout": 5},
+        self.engine = database.create_engine(
+            settings.database_url, pool_size=len(settings.roles) + 2
         )
         self.kafka_failures: list[str] = []
         self._loops: list[LoopThread] = []

@@ -1,14 +1,18 @@
-"""What every `cert-consumer` subcommand does first: settings from the environment, overridden
-by its flags, then logging set up from them."""
+"""What every `cert-consumer` subcommand shares: settings from the environment, overridden by
+its flags, then logging set up from them; its engine; the argument types of ids and counts."""
 
 from __future__ import annotations
 
 import argparse
-import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
+
+import sqlalchemy as sa
 
 from consumer.config import Settings, load_settings
 from consumer.observability import logs
+from consumer.store import database
 
 
 def command_settings(
@@ -16,7 +20,6 @@ def command_settings(
 ) -> Settings:
     """Settings for one command; ``--database-url`` / ``--bootstrap-servers`` flags win."""
     settings = load_settings(
-        os.environ,
         require_database=require_database,
         database_url=getattr(args, "database_url", None),
         bootstrap_servers=getattr(args, "bootstrap_servers", None),
@@ -24,3 +27,21 @@ def command_settings(
     )
     logs.configure(settings.log_level, settings.log_format)  # type: ignore[arg-type]
     return settings
+
+
+@contextmanager
+def command_engine(settings: Settings) -> Iterator[sa.Engine]:
+    """The command's engine (``store.database``: the service's connect timeout), disposed after."""
+    engine = database.create_engine(settings.database_url, pool_size=1)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+
+
+def positive_int(raw: str) -> int:
+    """An argparse type: an id or a count, > 0."""
+    value = int(raw)
+    if value <= 0:
+        raise argparse.ArgumentTypeError("must be > 0")
+    return value

@@ -13,8 +13,14 @@ from collections.abc import Callable, Sequence
 import structlog
 
 from consumer.cli import ops, schemas
-from consumer.cli.common import command_settings
-from consumer.errors import CertConsumerError, ConfigError, FatalError, StartupTimeoutError
+from consumer.cli.common import command_engine, command_settings, positive_int
+from consumer.errors import (
+    CertConsumerError,
+    ConfigError,
+    FatalError,
+    MissingExtraError,
+    StartupTimeoutError,
+)
 from consumer.observability import logs
 
 Handler = Callable[[argparse.Namespace], int]
@@ -22,16 +28,10 @@ log = structlog.get_logger("consumer.cli.main")
 
 
 def _db_upgrade(args: argparse.Namespace) -> int:
-    import sqlalchemy as sa  # noqa: PLC0415
-
     from consumer.store.migrations import upgrade  # noqa: PLC0415
 
-    settings = command_settings(args)
-    engine = sa.create_engine(settings.database_url)
-    try:
+    with command_engine(command_settings(args)) as engine:
         applied = upgrade(engine)
-    finally:
-        engine.dispose()
     log.info("db_upgraded", applied=applied)
     print(f"applied migrations: {applied or 'none (already up to date)'}")
     return 0
@@ -41,18 +41,11 @@ def _evaluate(args: argparse.Namespace) -> int:
     import json  # noqa: PLC0415
     from datetime import UTC, datetime  # noqa: PLC0415
 
-    import sqlalchemy as sa  # noqa: PLC0415
-
     from consumer.evaluation import evaluate_keys  # noqa: PLC0415
 
-    settings = command_settings(args)
     key = (args.section_id, args.user_id)
-    engine = sa.create_engine(settings.database_url)
-    try:
-        with engine.begin() as conn:
-            result = evaluate_keys(conn, [key], now=datetime.now(UTC), apply=not args.dry_run)
-    finally:
-        engine.dispose()
+    with command_engine(command_settings(args)) as engine, engine.begin() as conn:
+        result = evaluate_keys(conn, [key], now=datetime.now(UTC), apply=not args.dry_run)
     decision = result.decisions[key]
     print(
         json.dumps(
@@ -77,13 +70,6 @@ def _run(args: argparse.Namespace) -> int:
     return run_service(command_settings(args, roles=roles))
 
 
-def _positive_id(raw: str) -> int:
-    value = int(raw)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be a positive id")
-    return value
-
-
 def _learners(raw: str) -> int:
     value = int(raw)
     if not 1 <= value <= 5000:
@@ -92,7 +78,13 @@ def _learners(raw: str) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from consumer.demo.run import run_demo  # noqa: PLC0415
+    try:
+        from consumer.demo.run import run_demo  # noqa: PLC0415
+    except ModuleNotFoundError as exc:
+        # The demo's display and embedded servers are an extra; a product install lacks them.
+        if (exc.name or "consumer").split(".")[0] == "consumer":
+            raise
+        raise MissingExtraError("cert-consumer demo", "embedded", exc.name or "?") from exc
 
     logs.configure("WARNING", "auto")
     return run_demo(keep=args.keep, learners=args.learners)
@@ -121,8 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=_run)
 
     evaluate = sub.add_parser("evaluate", help="evaluate one key against the database now")
-    evaluate.add_argument("--section-id", type=_positive_id, required=True)
-    evaluate.add_argument("--user-id", type=_positive_id, required=True)
+    evaluate.add_argument("--section-id", type=positive_int, required=True)
+    evaluate.add_argument("--user-id", type=positive_int, required=True)
     evaluate.add_argument("--dry-run", action="store_true", help="decide but write nothing")
     evaluate.add_argument("--database-url", help="overrides CERT_CONSUMER_DATABASE_URL")
     evaluate.set_defaults(handler=_evaluate)
@@ -144,7 +136,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except ConfigError as exc:
+    except (ConfigError, MissingExtraError) as exc:
         print(f"cert-consumer: {exc}", file=sys.stderr)
         return 2
     except StartupTimeoutError as exc:

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from consumer.cli.common import command_settings
+from consumer.cli.common import command_engine, command_settings, positive_int
 from consumer.errors import ConfigError
 from consumer.kafka import clients
 from consumer.kafka.clients import admin_config
@@ -147,13 +147,8 @@ def _add_outbox(subparsers: Subparsers) -> None:
 def run_outbox_retry(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Clear ``failed_at``/``error`` of the chosen set-aside rows; prints their ids. Exit 1 when
     ``--id`` named no set-aside row (a typo, or already retried)."""
-    settings = command_settings(args, require_database=True)
-    engine = sa.create_engine(settings.database_url)
-    try:
-        with engine.begin() as conn:
-            ids = retry_set_aside(conn, None if args.all else list(args.id))
-    finally:
-        engine.dispose()
+    with command_engine(command_settings(args)) as engine, engine.begin() as conn:
+        ids = retry_set_aside(conn, None if args.all else list(args.id))
     print(json.dumps({"retried": ids}), file=out or sys.stdout)
     return 0 if ids or args.all else 1
 
@@ -205,14 +200,14 @@ def _add_lag(subparsers: Subparsers) -> None:
 def _add_backfill(subparsers: Subparsers) -> None:
     fill = subparsers.add_parser("backfill", help="queue every enrolled learner for evaluation")
     which = fill.add_mutually_exclusive_group(required=True)
-    which.add_argument("--section-id", type=_positive_int, help="one section")
+    which.add_argument("--section-id", type=positive_int, help="one section")
     which.add_argument("--all", action="store_true", help="every certificate-enabled section")
     fill.add_argument("--dry-run", action="store_true", help="count the keys, write nothing")
     fill.add_argument("--wait", action="store_true", help="wait until the keys are evaluated")
     fill.add_argument("--wait-timeout", type=float, default=3600.0, metavar="SECONDS")
     fill.add_argument("--poll-seconds", type=float, default=2.0, metavar="SECONDS")
     fill.add_argument(
-        "--chunk-sections", type=_positive_int, default=backfill.DEFAULT_CHUNK_SECTIONS
+        "--chunk-sections", type=positive_int, default=backfill.DEFAULT_CHUNK_SECTIONS
     )
     fill.add_argument("--database-url", help="overrides CERT_CONSUMER_DATABASE_URL")
     fill.set_defaults(handler=run_backfill)
@@ -279,15 +274,12 @@ def run_lag(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def run_backfill(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Queue the learners of one or all sections; optionally wait for their evaluation."""
     out = out or sys.stdout  # resolved per call: tests and callers redirect it
-    settings = command_settings(args, require_database=True)
-    engine = sa.create_engine(settings.database_url)
     try:
-        return _backfill(engine, args, out)
+        with command_engine(command_settings(args)) as engine:
+            return _backfill(engine, args, out)
     except sa.exc.DBAPIError as exc:
         print(f"cert-consumer: database error: {str(exc).splitlines()[0]}", file=sys.stderr)
         return 1
-    finally:
-        engine.dispose()
 
 
 def _backfill(engine: sa.Engine, args: argparse.Namespace, out: TextIO) -> int:
@@ -369,13 +361,6 @@ def _timestamp_ms(raw: str) -> int:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=UTC)
     return (moment - _EPOCH) // timedelta(milliseconds=1)
-
-
-def _positive_int(raw: str) -> int:
-    value = int(raw)
-    if value <= 0:
-        raise argparse.ArgumentTypeError("must be > 0")
-    return value
 
 
 def _bootstrap_flag(parser: argparse.ArgumentParser) -> None:

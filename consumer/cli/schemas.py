@@ -5,15 +5,15 @@ handler as ``args.handler``, a function of the parsed arguments that returns the
 ``check`` is what CI runs; ``register`` is run once per release, before producers start (the
 service only looks schema ids up, it never registers on the fly).
 
-Builds its registry client here, from ``--registry-url`` or CERT_CONSUMER_SCHEMA_REGISTRY_URL:
-the CLI is a wiring place. Must not import the runtime loops or the database.
+Builds its registry client here, from ``--registry-url`` or CERT_CONSUMER_SCHEMA_REGISTRY_URL
+(read by ``consumer.config``): the CLI is a wiring place. Must not import the runtime loops or
+the database.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
@@ -22,6 +22,7 @@ from typing import TextIO
 
 from confluent_kafka.schema_registry import SchemaRegistryClient, SchemaRegistryError
 
+from consumer.config import Settings, load_settings
 from consumer.errors import ConfigError
 from consumer.events.catalogue import (
     Catalogue,
@@ -101,7 +102,7 @@ def run_check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
 def run_register(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     """Register every version in order; one JSON line per version, 1 on the first failure."""
-    url = args.registry_url or os.environ.get(REGISTRY_URL_ENV)
+    url = args.registry_url or _settings().schema_registry_url
     if not url:
         print(f"no registry: pass --registry-url or set {REGISTRY_URL_ENV}", file=out)
         return 2
@@ -127,8 +128,12 @@ def _topic_overrides(pairs: Sequence[str]) -> dict[EventType, str]:
     return overrides
 
 
+def _settings() -> Settings:
+    return load_settings(require_database=False)
+
+
 def _catalogue(args: argparse.Namespace) -> Catalogue:
-    return load_catalogue(args.schemas_dir or locate_schemas_dir(os.environ))
+    return load_catalogue(locate_schemas_dir(args.schemas_dir or _settings().schemas_dir))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

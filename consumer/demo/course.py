@@ -21,9 +21,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from consumer.domain.model import Key
 from consumer.events.catalogue import EventType
 from consumer.store import torus
-from consumer.store.facts import Key
 from consumer.testing import seeding
 
 _GIVEN = ("Ada", "Bruno", "Chen", "Dalia", "Emeka", "Farah", "Goran", "Hana", "Ivo", "Jun")

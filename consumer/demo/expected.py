@@ -12,7 +12,8 @@ from dataclasses import dataclass, replace
 
 from consumer.demo.course import CoursePlan
 from consumer.domain import model, rules
-from consumer.store.facts import Key, certificate_settings, exact
+from consumer.domain.model import Key
+from consumer.domain.stored import certificate_settings, exact
 
 
 @dataclass(frozen=True)

@@ -18,10 +18,10 @@ from consumer.demo.display import Display, OutputWatcher, Snapshot
 from consumer.demo.expected import Expected
 from consumer.domain import rules
 from consumer.errors import FatalError
-from consumer.events.envelope import build_headers, format_key
-from consumer.kafka.delivery import Outgoing, deliver
+from consumer.events.envelope import Outgoing, build_headers, format_key
+from consumer.kafka.delivery import deliver
 from consumer.runtime import Service, build_codec
-from consumer.store import debounce, outbox
+from consumer.store import database, debounce, outbox
 from consumer.store.facts import load_facts
 from consumer.testing.kafka import QUIET_KAFKA
 
@@ -60,7 +60,7 @@ class Pipeline:
         self.service = service
         self.watcher = watcher
         self.display = display
-        self.engine = sa.create_engine(url)
+        self.engine = database.create_engine(url)
         self.started = time.monotonic()
         self.produced = 0
         self.phase = ("", 0)

@@ -26,8 +26,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import sqlalchemy as sa
-
 from consumer.config import Settings, load_settings
 from consumer.demo import course
 from consumer.demo.display import (
@@ -39,6 +37,7 @@ from consumer.demo.display import (
 from consumer.demo.expected import Expected, expected_outcome
 from consumer.demo.pipeline import Pipeline
 from consumer.runtime import Service, build_codec
+from consumer.store import database
 from consumer.store.migrations import upgrade
 from consumer.store.torus import create_torus_tables
 from consumer.testing.kafka import QUIET_KAFKA, EmbeddedKafka
@@ -63,7 +62,7 @@ def _settings(database_url: str, bootstrap: str) -> Settings:
 
 
 def _prepare_database(url: str, plan: course.CoursePlan) -> None:
-    engine = sa.create_engine(url)
+    engine = database.create_engine(url)
     try:
         with engine.begin() as conn:
             create_torus_tables(conn)

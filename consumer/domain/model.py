@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from enum import Enum
 
+Key = tuple[int, int]  # (section_id, user_id): what is evaluated, and the debounce's row
+
 
 class GrantState(Enum):
     """The ``granted_certificates.state`` enum."""

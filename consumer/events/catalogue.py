@@ -4,12 +4,12 @@ Owns the mapping between the ``schemas/`` folder (``<name>.v<N>.avsc``, one file
 and version, every published version kept) and what the rest of the service needs: the latest
 (reader) schema of each event type, the schema behind a CRC-64-AVRO fingerprint, the CloudEvents
 ``ce_type`` of each version and the default topic of each event type. Compatibility between
-versions is ``consumer.compatibility``'s job.
+versions is ``consumer.events.compatibility``'s job.
 
-Where the schemas live: ``schemas/`` at the repository root is the single source. It is not
-copied into the package (a copy would drift); :func:`locate_schemas_dir` takes the folder from
-``CERT_CONSUMER_SCHEMAS_DIR`` when set (the container image sets it) and otherwise from the
-checkout this module was loaded from (``<repo>/schemas``, which editable installs and tests use).
+Where the schemas live: ``schemas/`` at the repository root is the single source. The package
+reaches it through the link ``consumer/schemas`` (no copy that could drift), and a built wheel
+carries the files as package data; :func:`locate_schemas_dir` uses that folder unless
+CERT_CONSUMER_SCHEMAS_DIR names another (read by ``consumer.config``).
 
 Imports fastavro, never confluent_kafka: the registry is the codec's and the CLI's business.
 """
@@ -30,7 +30,6 @@ from fastavro.schema import to_parsing_canonical_form as canonical_form
 
 from consumer.errors import ConfigError
 
-SCHEMAS_DIR_ENV = "CERT_CONSUMER_SCHEMAS_DIR"
 CE_TYPE_PREFIX = "org.oli.torus."
 _FILE_NAME = re.compile(r"(?P<name>[a-z][a-z0-9_]*)\.v(?P<version>[1-9][0-9]*)\.avsc")
 _CE_TYPE = re.compile(r"org\.oli\.torus\.(?P<name>[a-z][a-z0-9_]*)\.v(?P<version>[1-9][0-9]*)")
@@ -143,12 +142,12 @@ def crc64_avro(schema: Schema) -> bytes:
     return bytes.fromhex(fingerprint(canonical_form(schema), "CRC-64-AVRO"))
 
 
-def locate_schemas_dir(environ: Mapping[str, str]) -> Path:
-    """The schemas folder: ``CERT_CONSUMER_SCHEMAS_DIR`` if set, else ``<checkout>/schemas``."""
-    configured = environ.get(SCHEMAS_DIR_ENV)
+def locate_schemas_dir(configured: str | Path = "") -> Path:
+    """The schemas folder: ``configured`` if given (CERT_CONSUMER_SCHEMAS_DIR), else the one
+    shipped in the package (``consumer/schemas``, which links to the checkout's ``schemas/``)."""
     if configured:
         return Path(configured)
-    return Path(__file__).resolve().parents[2] / "schemas"
+    return Path(__file__).resolve().parents[1] / "schemas"
 
 
 def load_catalogue(directory: Path) -> Catalogue:
@@ -162,7 +161,8 @@ def load_catalogue(directory: Path) -> Catalogue:
 @functools.cache
 def _load_catalogue(directory: Path) -> Catalogue:
     if not directory.is_dir():
-        raise ConfigError([f"{SCHEMAS_DIR_ENV}: {directory} is not a directory"])
+        problem = f"schemas folder {directory} is not a directory (CERT_CONSUMER_SCHEMAS_DIR)"
+        raise ConfigError([problem])
     problems: list[str] = []
     versions: list[SchemaVersion] = []
     for path in sorted(directory.glob("*.avsc")):

@@ -5,8 +5,7 @@ The payload's schema decides the event type, so missing or unreadable headers ar
 reported in ``Trigger.header_problems`` (for a log line and a metric), never fatal. The key and
 the topic are not tolerated: a record whose type its topic does not carry, whose key names
 another learner than its body, or whose ids are not positive 64-bit integers is poison, so a
-trigger can only ever come from the place and for the learner it claims (ADR 0008). A path that
-skips decoding has only the headers to go on, so :meth:`Envelope.require_event_type` is strict.
+trigger can only ever come from the place and for the learner it claims (ADR 0008).
 
 Outputs: :func:`build_output` encodes a record and gives it its key and headers; the record's
 deterministic ``event_id`` is the ``ce_id``, so a re-publish is recognisably the same event.
@@ -16,7 +15,6 @@ student's events stay in order on one partition.
 
     PoisonError
     └── EnvelopeError
-        ├── InvalidHeaderError   a header a header-only path needs is missing or unreadable
         ├── InvalidKeyError      a record key that is not "<section_id>[:<user_id>]"
         └── KeyMismatchError     a key naming other ids than the record's body
 
@@ -26,7 +24,7 @@ Imports the codec and the catalogue; knows nothing of consumers, producers or th
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -43,20 +41,11 @@ _KEY = re.compile(rb"([1-9][0-9]{0,18})(?::([1-9][0-9]{0,18}))?")
 _BIGINT_MAX = 2**63 - 1
 INPUT_TYPES = frozenset(e for e in EventType if e.direction is Direction.INPUT)
 
-Headers = Sequence[tuple[str, bytes | str | None]]
+Headers = list[tuple[str, bytes | str | None]]  # a record's headers, in order, as clients give them
 
 
 class EnvelopeError(PoisonError):
     """The message around the value is unusable."""
-
-
-class InvalidHeaderError(EnvelopeError):
-    """Header ``header`` is missing or unreadable where it alone decides; ``reason`` says how."""
-
-    def __init__(self, header: str, reason: str) -> None:
-        super().__init__(f"header {header}: {reason}")
-        self.header = header
-        self.reason = reason
 
 
 class InvalidKeyError(EnvelopeError):
@@ -94,19 +83,6 @@ class Envelope:
     content_type: str | None
     problems: tuple[str, ...]
 
-    def require_event_type(self) -> tuple[EventType, int]:
-        """The event type and version named by ``ce_type``, for paths that skip decoding."""
-        if self.specversion != SPEC_VERSION:
-            raise InvalidHeaderError(
-                "ce_specversion", f"{self.specversion!r} is not {SPEC_VERSION}"
-            )
-        if self.type is None:
-            raise InvalidHeaderError("ce_type", "missing or not UTF-8")
-        parsed = parse_ce_type(self.type)
-        if parsed is None:
-            raise InvalidHeaderError("ce_type", f"{self.type!r} is not an event type of ours")
-        return parsed
-
 
 def parse_headers(headers: Headers | None) -> Envelope:
     """Read the ``ce_*`` and ``content-type`` headers; never raises, records problems instead."""
@@ -128,9 +104,7 @@ def parse_headers(headers: Headers | None) -> Envelope:
     )
 
 
-def build_headers(
-    *, event_id: str, ce_type: str, source: str, time: datetime
-) -> list[tuple[str, bytes]]:
+def build_headers(*, event_id: str, ce_type: str, source: str, time: datetime) -> Headers:
     """The binary-mode CloudEvents headers of one produced record."""
     values = {
         "ce_id": event_id,
@@ -225,13 +199,14 @@ def read_trigger(
 
 
 @dataclass(frozen=True)
-class OutboundMessage:
-    """One record ready for ``Producer.produce(topic, value, key, headers=...)``."""
+class Outgoing:
+    """One record to produce (``Producer.produce(topic, value, key, headers=...)``): an output
+    event, a dead-letter copy or a redriven record. Plain data; ``kafka.delivery`` produces it."""
 
     topic: str
-    key: bytes
-    value: bytes
-    headers: list[tuple[str, bytes]]
+    value: bytes | None
+    key: bytes | None
+    headers: Headers
 
 
 def build_output(
@@ -242,11 +217,11 @@ def build_output(
     source: str,
     time: datetime,
     topic: str | None = None,
-) -> OutboundMessage:
+) -> Outgoing:
     """Encode an output event with its key and headers; ``time`` is when it was decided."""
     chosen_topic = topic or event_type.default_topic
     value = codec.encode(event_type, record, topic=chosen_topic)
-    return OutboundMessage(
+    return Outgoing(
         topic=chosen_topic,
         key=format_key(record["section_id"], record["student"]["user_id"]),
         value=value,

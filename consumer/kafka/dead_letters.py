@@ -19,7 +19,7 @@ from datetime import datetime
 from confluent_kafka import Message
 
 from consumer.errors import PoisonError, UnexpectedRecordError
-from consumer.kafka.delivery import Headers, Outgoing
+from consumer.events.envelope import Headers, Outgoing
 
 # Room left for the record batch framing and per-record varints, which the budget does not see.
 FRAMING_BYTES = 1024

@@ -11,13 +11,12 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from consumer.errors import TransientError
+from consumer.events.envelope import Outgoing
 
-Headers = list[tuple[str, str | bytes | None]]
 _UNREPORTED = KafkaError(KafkaError._MSG_TIMED_OUT, "no delivery report")
 STOP_GRACE_SECONDS = 2.0
 
@@ -25,14 +24,6 @@ STOP_GRACE_SECONDS = 2.0
 class UndeliveredError(TransientError):
     """Kafka did not acknowledge what had to be delivered (an outbox batch, a dead-letter
     copy): the work is retried, nothing is marked done."""
-
-
-@dataclass(frozen=True)
-class Outgoing:
-    topic: str
-    value: bytes | None
-    key: bytes | None
-    headers: Headers
 
 
 def deliver(

@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from confluent_kafka import Consumer, Message, TopicPartition
 
 from consumer.errors import TransientError
+from consumer.events.envelope import Headers, Outgoing
 from consumer.kafka.dead_letters import cut_parts, header_list
-from consumer.kafka.delivery import Headers, Outgoing
 
 REDRIVEN_FROM = "dlq.redriven.from"
 

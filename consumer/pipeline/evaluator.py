@@ -21,7 +21,7 @@ from consumer.evaluation import evaluate_keys
 from consumer.observability.dependencies import Dependencies, Dependency
 from consumer.observability.logs import Throttled
 from consumer.observability.metrics import Metrics
-from consumer.pipeline.looping import Backoff, first_line, is_transient, wait_beating
+from consumer.pipeline.looping import Pacing, first_line, is_transient, run_until_stopped
 from consumer.store import debounce
 
 log = structlog.get_logger("consumer.pipeline.evaluator")
@@ -54,27 +54,21 @@ class EvaluatorLoop:
         self._gauges_at = 0.0
 
     def run(self) -> None:
-        backoff = Backoff(self._settings.max_backoff_seconds)
-        while not self._stop.is_set():
-            try:
-                worked = self.step()
-                backoff.reset()
-            except Exception as exc:
-                if not is_transient(exc):
-                    raise
-                self._metrics.db_failures.labels(LOOP).inc()
-                self._dependencies.down(Dependency.POSTGRESQL, first_line(exc))
-                delay = backoff.next_delay()
-                self._retry_log.warning(
-                    "evaluator_retrying", type(exc), error=first_line(exc), delay_s=round(delay, 2)
-                )
-                wait_beating(self._stop, delay, self._beat)
-                continue
-            self._dependencies.up(Dependency.POSTGRESQL)
-            self._beat()
-            if not worked:
-                self._stop.wait(self._settings.idle_sleep_seconds)
+        run_until_stopped(
+            self.step,
+            stop=self._stop,
+            beat=self._beat,
+            pacing=Pacing(self._settings.max_backoff_seconds, self._settings.idle_sleep_seconds),
+            on_transient=self._database_failed,
+            on_success=lambda: self._dependencies.up(Dependency.POSTGRESQL),
+            retrying=self._retry_log,
+            event="evaluator_retrying",
+        )
         log.info("evaluator_stopped")
+
+    def _database_failed(self, exc: Exception) -> None:
+        self._metrics.db_failures.labels(LOOP).inc()
+        self._dependencies.down(Dependency.POSTGRESQL, first_line(exc))
 
     def step(self) -> bool:
         """Evaluate one batch of due keys; False when none was due."""

@@ -25,9 +25,10 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from consumer.config import Settings
 from consumer.errors import FatalError, UnexpectedRecordError
 from consumer.events.codec import Codec
+from consumer.events.envelope import Outgoing
 from consumer.kafka.clients import max_record_bytes, report_timeout_seconds
 from consumer.kafka.dead_letters import FALLBACK_BUDGETS, cut_parts, dead_letter, error_class
-from consumer.kafka.delivery import Outgoing, UndeliveredError, close_producer, deliver
+from consumer.kafka.delivery import UndeliveredError, close_producer, deliver
 from consumer.observability.dependencies import Dependencies, Dependency, blame
 from consumer.observability.logs import Throttled
 from consumer.observability.metrics import Metrics

@@ -1,8 +1,9 @@
-"""Classifies failures at loop boundaries and paces retries with capped exponential backoff.
+"""The loops' shared skeleton: run a step until stopped, ride out transient failures with capped
+exponential backoff, stay alive (beating) while waiting.
 
 Database connection failures and registry outages are transient: the loop backs off and
 retries the same work without committing past it. Anything else is a bug or poison and is
-handled where it is raised.
+handled where it is raised, or ends the loop (the runtime then stops the process).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass, field
 import sqlalchemy as sa
 
 from consumer.errors import TransientError
+from consumer.observability.logs import Throttled
 
 
 def is_transient(exc: BaseException) -> bool:
@@ -68,3 +70,49 @@ def wait_beating(stop: threading.Event, seconds: float, beat: Callable[[], None]
 def first_line(exc: BaseException) -> str:
     """The first line of an error, for a log field or a readiness reason."""
     return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
+
+
+@dataclass(frozen=True)
+class Pacing:
+    """How a loop waits: at most ``max_backoff`` seconds between retries of a failing step,
+    ``idle`` seconds after a step that found nothing to do."""
+
+    max_backoff: float
+    idle: float
+
+
+def run_until_stopped(
+    step: Callable[[], bool],
+    *,
+    stop: threading.Event,
+    beat: Callable[[], None],
+    pacing: Pacing,
+    on_transient: Callable[[Exception], None],
+    on_success: Callable[[], None],
+    retrying: Throttled,
+    event: str,
+) -> None:
+    """Call ``step`` (True when it did work) until ``stop`` is set.
+
+    A transient failure goes to ``on_transient`` (the loop marks its dependency down, drops a
+    connection), is logged as ``event`` (throttled per error class) and retried after a backoff
+    during which the loop beats; a success calls ``on_success`` and resets the backoff. Any
+    other exception propagates: the loop is broken, and the runtime ends the process.
+    """
+    backoff = Backoff(pacing.max_backoff)
+    while not stop.is_set():
+        try:
+            worked = step()
+        except Exception as exc:
+            if not is_transient(exc):
+                raise
+            on_transient(exc)
+            delay = backoff.next_delay()
+            retrying.warning(event, type(exc), error=first_line(exc), delay_s=round(delay, 2))
+            wait_beating(stop, delay, beat)
+            continue
+        backoff.reset()
+        on_success()
+        beat()
+        if not worked:
+            stop.wait(pacing.idle)

@@ -21,15 +21,15 @@ from confluent_kafka import Producer
 from consumer.config import Settings
 from consumer.events.catalogue import EventType
 from consumer.events.codec import Codec
-from consumer.events.envelope import build_output
+from consumer.events.envelope import Outgoing, build_output
 from consumer.events.errors import EncodeError, UnregisteredSchemaError
 from consumer.events.registration import register_all
 from consumer.kafka.clients import report_timeout_seconds
-from consumer.kafka.delivery import Outgoing, UndeliveredError, close_producer, deliver
+from consumer.kafka.delivery import UndeliveredError, close_producer, deliver
 from consumer.observability.dependencies import Dependencies, Dependency, blame
 from consumer.observability.logs import Throttled
 from consumer.observability.metrics import Metrics
-from consumer.pipeline.looping import Backoff, first_line, is_transient, wait_beating
+from consumer.pipeline.looping import Pacing, first_line, run_until_stopped
 from consumer.store import outbox
 
 log = structlog.get_logger("consumer.pipeline.relay")
@@ -71,36 +71,34 @@ class RelayLoop:
         }
 
     def run(self) -> None:
-        backoff = Backoff(self._settings.max_backoff_seconds)
         try:
-            while not self._stop.is_set():
-                try:
-                    worked = self._step_with_lock()
-                    backoff.reset()
-                except Exception as exc:
-                    if not is_transient(exc):
-                        raise
-                    blamed = blame(exc)
-                    if blamed is Dependency.SCHEMA_REGISTRY:
-                        self._subjects_checked = False
-                    if blamed is Dependency.POSTGRESQL:
-                        self._drop_connection()
-                        self._metrics.db_failures.labels(LOOP).inc()
-                    self._dependencies.down(blamed, first_line(exc))
-                    delay = backoff.next_delay()
-                    self._retry_log.warning(
-                        "relay_retrying", type(exc), error=first_line(exc), delay_s=round(delay, 2)
-                    )
-                    wait_beating(self._stop, delay, self._beat)
-                    continue
-                self._dependencies.up(Dependency.POSTGRESQL)
-                self._beat()
-                if not worked:
-                    self._stop.wait(self._settings.idle_sleep_seconds)
+            run_until_stopped(
+                self._step_with_lock,
+                stop=self._stop,
+                beat=self._beat,
+                pacing=Pacing(
+                    self._settings.max_backoff_seconds, self._settings.idle_sleep_seconds
+                ),
+                on_transient=self._failed,
+                on_success=lambda: self._dependencies.up(Dependency.POSTGRESQL),
+                retrying=self._retry_log,
+                event="relay_retrying",
+            )
         finally:
             close_producer(self._producer)
             self._drop_connection()
             log.info("relay_stopped")
+
+    def _failed(self, exc: Exception) -> None:
+        """A transient failure: the dependency it blames is down, and what depended on it is
+        redone (the subjects are checked again, the connection and its lock are dropped)."""
+        blamed = blame(exc)
+        if blamed is Dependency.SCHEMA_REGISTRY:
+            self._subjects_checked = False
+        if blamed is Dependency.POSTGRESQL:
+            self._drop_connection()
+            self._metrics.db_failures.labels(LOOP).inc()
+        self._dependencies.down(blamed, first_line(exc))
 
     def _step_with_lock(self) -> bool:
         if self._conn is None:
@@ -190,7 +188,7 @@ class RelayLoop:
 
     def _outgoing(self, row: outbox.Stored) -> Outgoing:
         event_type = EventType(row.event_type)
-        message = build_output(
+        return build_output(
             self._codec,
             event_type,
             outbox.avro_record(row.payload),
@@ -198,7 +196,6 @@ class RelayLoop:
             time=row.created_at.astimezone(UTC),
             topic=self._topics[event_type],
         )
-        return Outgoing(message.topic, message.value, message.key, list(message.headers))
 
     def _publish(self, ready: list[tuple[outbox.Stored, Outgoing]]) -> list[int]:
         """Produce every row; return the ids delivered before the first failure, so per-key

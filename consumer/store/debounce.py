@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-from consumer.store.facts import Key
+from consumer.domain.model import Key
 from consumer.store.service_tables import pending_evaluations
 from consumer.store.torus import enrolled_learners, enrollments
 

@@ -7,17 +7,16 @@ share its batch. Reads only; turns database values into the pure types of ``cons
 
 from __future__ import annotations
 
-import functools
-import math
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from decimal import Decimal
-from typing import Any, Protocol
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from consumer.domain import model
+from consumer.domain.model import Key
+from consumer.domain.stored import certificate_settings, exact
 from consumer.store.torus import (
     PAGE_RESOURCE_TYPE,
     certificates,
@@ -29,19 +28,6 @@ from consumer.store.torus import (
     section_resources,
     sections,
 )
-
-Key = tuple[int, int]  # (section_id, user_id)
-
-
-@functools.lru_cache(maxsize=65536)
-def exact(value: float | None) -> Decimal | None:
-    """A float8 as the decimal it was written as (57.3 -> Decimal('57.3')), keeping NaN and
-    infinities visible so the rules can refuse them rather than compare them."""
-    if value is None:
-        return None
-    if not math.isfinite(value):
-        return Decimal(value)
-    return Decimal(repr(value))
 
 
 def keys_table(keys: Sequence[Key]) -> Any:
@@ -59,48 +45,6 @@ def keys_table(keys: Sequence[Key]) -> Any:
 
 def _section_ids(keys: Sequence[Key]) -> list[int]:
     return sorted({section_id for section_id, _ in keys})
-
-
-class CertificateRow(Protocol):
-    """A certificates row, or anything shaped like one (the demo's seeding plan)."""
-
-    @property
-    def id(self) -> int: ...
-
-    @property
-    def required_discussion_posts(self) -> int | None: ...
-
-    @property
-    def required_class_notes(self) -> int | None: ...
-
-    @property
-    def min_percentage_for_completion(self) -> float | None: ...
-
-    @property
-    def min_percentage_for_distinction(self) -> float | None: ...
-
-    @property
-    def assessments_apply_to(self) -> str | None: ...
-
-    @property
-    def custom_assessments(self) -> Sequence[int] | None: ...
-
-    @property
-    def requires_instructor_approval(self) -> bool | None: ...
-
-
-def certificate_settings(row: CertificateRow) -> model.CertificateSettings:
-    """The rules' view of a certificate row (thresholds as exact decimals)."""
-    return model.CertificateSettings(
-        certificate_id=row.id,
-        required_discussion_posts=row.required_discussion_posts,
-        required_class_notes=row.required_class_notes,
-        min_percentage_for_completion=exact(row.min_percentage_for_completion),
-        min_percentage_for_distinction=exact(row.min_percentage_for_distinction),
-        assessments_apply_to=model.AppliesTo(row.assessments_apply_to or "all"),
-        custom_assessments=tuple(row.custom_assessments or ()),
-        requires_instructor_approval=bool(row.requires_instructor_approval),
-    )
 
 
 def _load_sections(conn: sa.Connection, section_ids: list[int]) -> dict[int, bool]:

@@ -23,8 +23,8 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import distinct_on
 
 from consumer.domain import model
+from consumer.domain.model import Key
 from consumer.events.catalogue import EventType
-from consumer.store.facts import Key
 from consumer.store.torus import enrollments
 
 EVENT_NAMESPACE = uuid.UUID("6f1d9a52-8a8e-4c53-9a3c-3f0c2b1f7e10")

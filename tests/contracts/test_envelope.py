@@ -13,7 +13,6 @@ from consumer.errors import PoisonError
 from consumer.events.catalogue import Catalogue, EventType
 from consumer.events.codec import Codec
 from consumer.events.envelope import (
-    InvalidHeaderError,
     InvalidKeyError,
     KeyMismatchError,
     build_headers,
@@ -65,7 +64,6 @@ def test_build_then_parse_headers() -> None:
         envelope.content_type,
     ) == ("e-1", SCORE_TYPE, "/torus/test", NOW, "1.0", "application/avro")
     assert envelope.problems == ()
-    assert envelope.require_event_type() == (EventType.PAGE_SCORE_UPDATED, 1)
 
 
 def test_format_time_converts_to_utc_and_refuses_naive() -> None:
@@ -93,25 +91,6 @@ def test_no_headers_at_all() -> None:
     envelope = parse_headers(None)
     assert envelope.type is None and envelope.problems == ()
     assert parse_headers([("ce_id", None), ("other", b"x")]).id is None
-
-
-@pytest.mark.parametrize(
-    ("raw", "header"),
-    [
-        ([], "ce_specversion"),
-        ([("ce_specversion", b"0.3"), ("ce_type", SCORE_TYPE.encode())], "ce_specversion"),
-        ([("ce_specversion", b"1.0")], "ce_type"),
-        ([("ce_specversion", b"1.0"), ("ce_type", b"org.oli.torus.unknown.v1")], "ce_type"),
-        ([("ce_specversion", b"1.0"), ("ce_type", b"\xff")], "ce_type"),
-    ],
-)
-def test_a_header_only_path_rejects_what_it_cannot_trust(
-    raw: list[tuple[str, bytes]], header: str
-) -> None:
-    with pytest.raises(InvalidHeaderError) as caught:
-        parse_headers(raw).require_event_type()
-    assert caught.value.header == header
-    assert isinstance(caught.value, PoisonError)
 
 
 def test_read_trigger_with_good_headers(catalogue: Catalogue) -> None:

@@ -20,7 +20,7 @@ from consumer.events.envelope import Trigger, format_key, parse_key
 from consumer.pipeline.batches import Poison, classify
 from tests.contracts.strategies import datum
 
-CATALOGUE: Catalogue = load_catalogue(locate_schemas_dir({}))
+CATALOGUE: Catalogue = load_catalogue(locate_schemas_dir())
 CODEC = Codec(CATALOGUE)
 ACCEPTED = {
     "scores": frozenset({EventType.PAGE_SCORE_UPDATED}),

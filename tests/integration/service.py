@@ -148,7 +148,7 @@ Launcher = Callable[[dict[str, str]], "ServiceProcess"]
 
 
 def codec() -> Codec:
-    return Codec(load_catalogue(locate_schemas_dir(os.environ)))
+    return Codec(load_catalogue(locate_schemas_dir()))
 
 
 class ActivityProducer:

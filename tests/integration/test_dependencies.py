@@ -339,7 +339,7 @@ def _count(engine: sa.Engine, table: sa.Table) -> int:
 
 
 def _registry_codec(url: str) -> Codec:
-    return Codec(load_catalogue(locate_schemas_dir({})), SchemaRegistryClient({"url": url}))
+    return Codec(load_catalogue(locate_schemas_dir()), SchemaRegistryClient({"url": url}))
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:

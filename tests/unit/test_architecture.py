@@ -94,6 +94,8 @@ FORBIDDEN_ROOMS: dict[str, set[str]] = {
 BOUNDARIES: dict[str, tuple[str, ...]] = {
     # "knows nothing of Kafka messages or the database"
     "consumer.events": (DATABASE, "consumer.store"),
+    # "Imports fastavro, never confluent_kafka: the registry is the codec's and the CLI's"
+    "consumer.events.catalogue": ("confluent_kafka.schema_registry",),
     # "Must not import the database or the runtime loops."
     "consumer.ops.offsets": (DATABASE, "consumer.store", "consumer.pipeline"),
     # "Must not import Kafka or the runtime loops."
@@ -230,3 +232,25 @@ def test_only_config_reads_the_environment() -> None:
         if module != "consumer.config" and re.search(r"\bos\.(environ|getenv)\b", path.read_text())
     ]
     assert readers == []
+
+
+def test_engines_come_from_one_factory() -> None:
+    """``store.database.create_engine`` gives every engine the same connect timeout."""
+    makers = [
+        module
+        for module, path in product_modules().items()
+        if module != "consumer.store.database"
+        and re.search(r"\b(sa|sqlalchemy)\.create_engine\b|import create_engine", path.read_text())
+    ]
+    assert makers == []
+
+
+def test_only_the_composition_roots_load_settings() -> None:
+    """The CLI, the runtime and the demo build Settings; everything else is handed them."""
+    loaders = {
+        module
+        for module, path in product_modules().items()
+        for imp in imports_of(path)
+        if imp.module == "consumer.config.load_settings"
+    }
+    assert {room(m) for m in loaders} <= {"cli", "runtime", "demo"}, loaders

@@ -10,13 +10,13 @@ from confluent_kafka import KafkaError, Message, Producer
 from consumer.errors import UnexpectedRecordError
 from consumer.events.catalogue import EventType, load_catalogue, locate_schemas_dir
 from consumer.events.codec import Codec
-from consumer.events.envelope import KeyMismatchError, format_key
+from consumer.events.envelope import KeyMismatchError, Outgoing, format_key
 from consumer.events.errors import UnknownFramingError, WrongEventTypeError
 from consumer.kafka.dead_letters import FALLBACK_BUDGETS, dead_letter
-from consumer.kafka.delivery import Outgoing, deliver
+from consumer.kafka.delivery import deliver
 from consumer.pipeline.batches import Poison, classify, decode_batch, next_offsets, partition_lag
 
-CODEC = Codec(load_catalogue(locate_schemas_dir({})))
+CODEC = Codec(load_catalogue(locate_schemas_dir()))
 
 
 def score(section_id: int, user_id: int, offset: int, partition: int = 0) -> Message:

@@ -1,0 +1,24 @@
+"""The one way an engine is made, for the service and every command: the same connect timeout
+and liveness check wherever a connection comes from.
+
+A connection attempt to an unreachable host would otherwise wait for the operating system's
+TCP timeout (minutes), and a pooled connection that a database restart closed would fail the
+first statement given to it; ``pool_pre_ping`` replaces it before use instead.
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+
+CONNECT_TIMEOUT_SECONDS = 5
+DEFAULT_POOL_SIZE = 5
+
+
+def create_engine(url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> sa.Engine:
+    """An engine on ``url`` (postgresql+psycopg://...), ``pool_size`` connections kept open."""
+    return sa.create_engine(
+        url,
+        pool_pre_ping=True,
+        pool_size=pool_size,
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
+    )
