@@ -116,38 +116,38 @@ class Claim:
         return (self.section_id, self.user_id)
 
 
-def _seconds(value: float) -> sa.ColumnElement[Any]:
-    """``value`` seconds as an interval."""
-    return sa.literal(value, sa.Float) * sa.literal_column("interval '1 second'")
+_BIGINTS = ARRAY(sa.BigInteger)
 
 
-def _incoming(batch: TriggerBatch) -> sa.CTE:
-    """The batch as (section_id, user_id, n): its keys with their counts, and one row per
+def _seconds(name: str) -> sa.ColumnElement[Any]:
+    """The parameter ``name`` (seconds) as an interval."""
+    return sa.bindparam(name, type_=sa.Float) * sa.literal_column("interval '1 second'")
+
+
+def _incoming() -> sa.CTE:
+    """A batch as (section_id, user_id, n): its keys with their counts, and one row per
     enrolled learner of each section-wide trigger (``torus.enrolled_learners``, the same
     filter the facts and the backfill use)."""
-    keys = sorted(batch.counts)
-    bigints = ARRAY(sa.BigInteger)
     explicit = sa.select(
         sa.func.unnest(
-            sa.cast(sa.literal([k[0] for k in keys], bigints), bigints),
-            sa.cast(sa.literal([k[1] for k in keys], bigints), bigints),
-            sa.cast(sa.literal([batch.counts[k] for k in keys], bigints), bigints),
+            sa.bindparam("section_ids", type_=_BIGINTS),
+            sa.bindparam("user_ids", type_=_BIGINTS),
+            sa.bindparam("counts", type_=_BIGINTS),
         )
         .table_valued("section_id", "user_id", "n", name="t")
         .render_derived(with_types=False)
     )
-    if not batch.wide_sections:
-        return explicit.cte("incoming")
     wide = (
         enrolled_learners()
         .add_columns(sa.literal(1, sa.BigInteger).label("n"))
-        .where(enrollments.c.section_id.in_(sorted(batch.wide_sections)))
+        .where(enrollments.c.section_id == sa.any_(sa.bindparam("wide_sections", type_=_BIGINTS)))
     )
     return sa.union_all(explicit, wide).cte("incoming")
 
 
-def _upsert_statement(batch: TriggerBatch, *, quiet: float, max_wait: float) -> sa.Insert:
-    incoming = _incoming(batch)
+def _upsert_statement() -> sa.Insert:
+    """Built once: every batch binds its arrays and timings to the same statement."""
+    incoming = _incoming()
     keyed = (
         sa.select(
             incoming.c.section_id,
@@ -163,7 +163,7 @@ def _upsert_statement(batch: TriggerBatch, *, quiet: float, max_wait: float) -> 
         keyed.c.user_id,
         now,
         now,
-        now + _seconds(quiet),
+        now + _seconds("quiet"),
         sa.literal(1),
         keyed.c.n,
     ).order_by(keyed.c.section_id, keyed.c.user_id)
@@ -176,19 +176,23 @@ def _upsert_statement(batch: TriggerBatch, *, quiet: float, max_wait: float) -> 
     window_start = sa.case(
         (p.c.claimed_version.is_(None), p.c.first_seen_at), else_=new.first_seen_at
     )
-    return insert.on_conflict_do_update(
+    upsert = insert.on_conflict_do_update(
         index_elements=[p.c.section_id, p.c.user_id],
         set_={
             "first_seen_at": window_start,
             "last_seen_at": new.last_seen_at,
             "due_at": sa.func.least(
-                new.last_seen_at + _seconds(quiet),
-                window_start + _seconds(max_wait),
+                new.last_seen_at + _seconds("quiet"), window_start + _seconds("max_wait")
             ),
             "version": p.c.version + 1,
             "triggers": p.c.triggers + new.triggers,
         },
     )
+    # SQLAlchemy reads an INSERT's rowcount only when asked to.
+    return upsert.execution_options(preserve_rowcount=True)
+
+
+_UPSERT = _upsert_statement()
 
 
 def upsert(conn: sa.Connection, batch: TriggerBatch, *, quiet: float, max_wait: float) -> int:
@@ -196,9 +200,18 @@ def upsert(conn: sa.Connection, batch: TriggerBatch, *, quiet: float, max_wait: 
     A section-wide trigger becomes one per enrolled learner of the section."""
     if not batch:
         return 0
-    statement = _upsert_statement(batch, quiet=quiet, max_wait=max_wait)
-    # SQLAlchemy reads an INSERT's rowcount only when asked to.
-    result = conn.execute(statement.execution_options(preserve_rowcount=True))
+    keys = sorted(batch.counts)
+    result = conn.execute(
+        _UPSERT,
+        {
+            "section_ids": [k[0] for k in keys],
+            "user_ids": [k[1] for k in keys],
+            "counts": [batch.counts[k] for k in keys],
+            "wide_sections": sorted(batch.wide_sections),
+            "quiet": quiet,
+            "max_wait": max_wait,
+        },
+    )
     return int(result.rowcount)
 
 
