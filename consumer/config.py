@@ -20,6 +20,7 @@ import sqlalchemy as sa
 
 from consumer.errors import ConfigError
 from consumer.events.catalogue import EventType, locate_schemas_dir
+from consumer.events.cdc import CdcTable
 
 PREFIX = "CERT_CONSUMER_"
 KAFKA_PREFIX = PREFIX + "KAFKA_"
@@ -76,6 +77,18 @@ class Settings:
         EventType.CERTIFICATE_SETTINGS_CHANGED.default_topic,
         "Input topic of certificate_settings_changed events only (the one event that fans "
         "out to a whole section); empty = not consumed.",
+    )
+    cdc_topic_prefix: str = _setting(
+        "CDC_TOPIC_PREFIX",
+        "",
+        "Debezium's topic.prefix: consume the Torus tables' change topics "
+        "<prefix>.<schema>.<table> beside the activity topics; empty = no CDC input.",
+    )
+    cdc_schema: str = _setting("CDC_SCHEMA", "public", "PostgreSQL schema of the Torus tables.")
+    cdc_tables: tuple[str, ...] = _setting(
+        "CDC_TABLES",
+        tuple(t.value for t in CdcTable),
+        "Torus tables whose changes are read (with CDC_TOPIC_PREFIX set).",
     )
     granted_topic: str = _setting(
         "GRANTED_TOPIC",
@@ -172,9 +185,17 @@ class Settings:
         return {topic: frozenset(types) for topic, types in accepted.items()}
 
     @property
+    def cdc_topics(self) -> Mapping[str, CdcTable]:
+        """Each Debezium change topic read, and the table it carries."""
+        if not self.cdc_topic_prefix:
+            return {}
+        prefix = f"{self.cdc_topic_prefix}.{self.cdc_schema}."
+        return {prefix + name: CdcTable(name) for name in self.cdc_tables}
+
+    @property
     def input_topics(self) -> tuple[str, ...]:
-        """The topics ingest subscribes to."""
-        return tuple(self.accepted_types)
+        """The topics ingest subscribes to: the activity topics, then the change topics."""
+        return (*self.accepted_types, *self.cdc_topics)
 
     @property
     def schemas_path(self) -> Path:
@@ -238,6 +259,15 @@ def _parse_roles(raw: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(roles))
 
 
+def _parse_cdc_tables(raw: str) -> tuple[str, ...]:
+    tables = _parse_list(raw)
+    known = {t.value for t in CdcTable}
+    unknown = [t for t in tables if t not in known]
+    if unknown:
+        raise ValueError(f"unknown table(s) {', '.join(unknown)}; use {', '.join(sorted(known))}")
+    return tuple(dict.fromkeys(tables))
+
+
 def _parse_database_url(raw: str) -> str:
     try:
         url = sa.make_url(raw)
@@ -269,6 +299,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "log_level": _parse_choice(_LOG_LEVELS),
     "log_format": _parse_choice(_LOG_FORMATS),
     "roles": _parse_roles,
+    "cdc_tables": _parse_cdc_tables,
 }
 
 
@@ -336,6 +367,11 @@ def _cross_checks(settings: Settings, *, database_missing: bool) -> list[str]:
         problems.append(
             f"{PREFIX}SCORES_TOPIC, POSTS_TOPIC and SETTINGS_TOPIC are all empty: "
             "the ingest role has nothing to consume"
+        )
+    if len(set(settings.input_topics)) < len(settings.input_topics):
+        problems.append(
+            f"a change topic of {PREFIX}CDC_TOPIC_PREFIX is also an activity topic: a topic "
+            "carries one kind of record"
         )
     outputs = {settings.granted_topic, settings.approval_topic, settings.dlq_topic}
     problems.extend(

@@ -1,4 +1,4 @@
-"""One evaluation pass over a batch of keys: load facts, decide, write transitions.
+"""One evaluation pass over a batch of keys: load facts, decide, write transitions and events.
 
 The shared path of the evaluator loop, the ``evaluate`` CLI and the benchmarks, so a key is
 decided the same way wherever it comes from. Runs in the caller's transaction; the clock and
@@ -17,7 +17,7 @@ import structlog
 
 from consumer.domain import model, rules
 from consumer.domain.model import Key
-from consumer.store import outbox
+from consumer.store import grants, outbox
 from consumer.store.facts import load_facts
 from consumer.store.grants import Transition, apply_decisions
 
@@ -28,6 +28,7 @@ log = structlog.get_logger("consumer.evaluation")
 class EvaluationResult:
     decisions: dict[Key, model.Decision]
     transitions: list[Transition]
+    unaddressed: tuple[Transition, ...] = ()  # approval requests with no instructor to ask
 
 
 def decide_keys(
@@ -55,5 +56,17 @@ def evaluate_keys(
     if not apply:
         return EvaluationResult(decisions, [])
     transitions = apply_decisions(conn, facts, decisions, now=now, new_guid=new_guid)
-    outbox.write(conn, transitions)
-    return EvaluationResult(decisions, transitions)
+    written = outbox.write(conn, transitions)
+    return EvaluationResult(decisions, transitions, written.unaddressed)
+
+
+def announce_earned(
+    conn: sa.Connection, granted_certificate_ids: Iterable[int], *, now: datetime
+) -> list[Transition]:
+    """Write a certificate-granted event for each of these certificates that another writer
+    made earned (an instructor approved it in Torus); the ones announced now, in the caller's
+    transaction. A certificate whose event exists already (the service's own grant, or an
+    approval announced before) is not announced again."""
+    earned = grants.earned_elsewhere(conn, list(granted_certificate_ids), now=now)
+    written = outbox.write(conn, earned)
+    return [t for t in earned if t.event_id in written.new]

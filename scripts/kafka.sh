@@ -27,15 +27,7 @@ NAME=kafka.sh
 source "$ROOT/scripts/lib/processes.sh"
 
 fetch_jars() {
-  [[ -f "$JARS/.complete" ]] && return 0
-  need_maven "the Kafka jars"
-  echo "kafka.sh: fetching Kafka $KAFKA_VERSION jars from Maven Central into $JARS" >&2
-  rm -rf "$JARS.tmp"
-  mvn -q -B -f "$ROOT/scripts/kafka/pom.xml" dependency:copy-dependencies \
-      -DoutputDirectory="$JARS.tmp" -DincludeScope=runtime >&2 \
-    || die "could not fetch the Kafka jars with Maven (see the output above)"
-  touch "$JARS.tmp/.complete"
-  rm -rf "$JARS" && mv "$JARS.tmp" "$JARS"
+  fetch_pom_jars "$ROOT/scripts/kafka/pom.xml" "$JARS" "the Kafka $KAFKA_VERSION jars"
 }
 
 jvm_args() {

@@ -13,6 +13,7 @@ from decimal import Decimal
 from enum import Enum
 
 Key = tuple[int, int]  # (section_id, user_id): what is evaluated, and the debounce's row
+PAGE_RESOURCE_TYPE = 1  # Torus's resource_types.id of a page: only pages carry scores
 
 
 class GrantState(Enum):
@@ -28,6 +29,13 @@ class AppliesTo(Enum):
 
     ALL = "all"
     CUSTOM = "custom"
+
+
+class GrantCause(Enum):
+    """Why a certificate is announced as earned (the certificate_granted ``cause``)."""
+
+    RULES = "rules"  # this service decided it
+    INSTRUCTOR_APPROVAL = "instructor_approval"  # earned by a write of Torus's, not ours
 
 
 class DecisionKind(Enum):

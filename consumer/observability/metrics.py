@@ -53,6 +53,25 @@ class Metrics:
             ["topic"],
             registry=r,
         )
+        self.changes_skipped = Counter(
+            "cert_consumer_cdc_records_skipped_total",
+            "Debezium change records that are not triggers on purpose, by topic and reason "
+            "(delete, snapshot, tombstone, score_unchanged, ...).",
+            ["topic", "reason"],
+            registry=r,
+        )
+        self.earned_elsewhere = Counter(
+            "cert_consumer_earned_elsewhere_announced_total",
+            "Certificates made earned by another writer (an instructor's approval in Torus) "
+            "announced with a certificate-granted event.",
+            registry=r,
+        )
+        self.unaddressed_approvals = Counter(
+            "cert_consumer_approval_requests_unaddressed_total",
+            "Approval requests written for a section with no enrolled instructor or content "
+            "developer: nobody is asked to approve.",
+            registry=r,
+        )
         self.dlq_records = Counter(
             "cert_consumer_dlq_records_total",
             "Records written to the dead-letter topic, by source topic.",

@@ -100,16 +100,21 @@ class EvaluatorLoop:
             result = evaluate_keys(conn, [c.key for c in claims], now=self._now())
             debounce.release(conn, claims)
         self._record(claims, result.decisions, len(result.transitions))
+        for t in result.unaddressed:
+            self._metrics.unaddressed_approvals.inc()
+            log.warning(
+                "approval_request_unaddressed",
+                **t.ids(),
+                hint="no enrolled instructor or content developer in the section",
+            )
         for t in result.transitions:
             self._metrics.transitions.labels(t.kind.value, t.state.value).inc()
             log.info(
                 "transition_written",
-                section_id=t.section_id,
-                user_id=t.user_id,
+                **t.ids(),
                 kind=t.kind.value,
                 state=t.state.value,
                 with_distinction=t.with_distinction,
-                event_id=str(t.event_id),
             )
 
     def _evaluate_alone(self, claim: debounce.Claim) -> None:

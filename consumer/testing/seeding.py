@@ -11,6 +11,7 @@ from datetime import datetime
 
 import sqlalchemy as sa
 
+from consumer.domain.model import PAGE_RESOURCE_TYPE
 from consumer.store import torus
 
 LEARNER, INSTRUCTOR = torus.LEARNER_ROLE, torus.INSTRUCTOR_ROLE
@@ -122,7 +123,7 @@ def add_pages(
             {
                 "section_id": section_id,
                 "resource_id": rid,
-                "resource_type_id": torus.PAGE_RESOURCE_TYPE,
+                "resource_type_id": PAGE_RESOURCE_TYPE,
                 "graded": graded,
                 "hidden": hidden,
             }

@@ -1,4 +1,5 @@
-# Shared by scripts/kafka.sh and scripts/registry.sh: ports, pid files and stopping.
+# Shared by scripts/kafka.sh, scripts/registry.sh and scripts/connect.sh: ports, pid files,
+# stopping, and fetching a pom's jars.
 # The sourcing script defines NAME (for messages) and RUN (its state folder) first.
 
 die() { echo "$NAME: $*" >&2; exit 1; }
@@ -12,6 +13,20 @@ need_java() {
 
 need_maven() {
   command -v mvn >/dev/null 2>&1 || die "Maven is required to fetch $1 (no 'mvn' on PATH)"
+}
+
+fetch_pom_jars() {
+  # fetch_pom_jars POM DEST WHAT: the runtime jars of POM into DEST, once (DEST/.complete).
+  local pom="$1" dest="$2" what="$3"
+  [[ -f "$dest/.complete" ]] && return 0
+  need_maven "$what"
+  echo "$NAME: fetching $what from Maven Central into $dest" >&2
+  rm -rf "$dest.tmp"
+  mvn -q -B -f "$pom" dependency:copy-dependencies \
+      -DoutputDirectory="$dest.tmp" -DincludeScope=runtime >&2 \
+    || die "could not fetch $what with Maven (see the output above)"
+  touch "$dest.tmp/.complete"
+  rm -rf "$dest" && mv "$dest.tmp" "$dest"
 }
 
 free_port() {

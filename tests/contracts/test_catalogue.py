@@ -50,7 +50,7 @@ def test_every_event_type_has_a_v1(catalogue: Catalogue) -> None:
         ),
         (
             EventType.CERTIFICATE_GRANTED,
-            "org.oli.torus.certificate_granted.v1",
+            "org.oli.torus.certificate_granted.v2",
             "torus.certificate-granted",
             Direction.OUTPUT,
         ),
@@ -68,7 +68,7 @@ def test_names_topics_and_directions(
     assert catalogue.latest(event_type).ce_type == ce_type
     assert event_type.default_topic == topic
     assert event_type.direction is direction
-    assert parse_ce_type(ce_type) == (event_type, 1)
+    assert parse_ce_type(ce_type) == (event_type, int(ce_type.rsplit(".v", 1)[1]))
 
 
 @pytest.mark.parametrize(

@@ -29,8 +29,8 @@ def test_list_shows_every_version_with_its_fingerprint() -> None:
     code, out = run("list")
     assert code == 0
     lines = out.splitlines()
-    assert len(lines) == 5
-    assert lines[3].split() == [
+    assert len(lines) == 6
+    assert lines[4].split() == [
         "org.oli.torus.page_score_updated.v1",
         "3c443735278ba4d2",
         "torus.page-score-updated",
@@ -39,7 +39,7 @@ def test_list_shows_every_version_with_its_fingerprint() -> None:
 
 
 def test_check_passes_on_the_real_folder() -> None:
-    assert run("check") == (0, "FULL_TRANSITIVE ok: 0 reader/writer pairs checked\n")
+    assert run("check") == (0, "FULL_TRANSITIVE ok: 2 reader/writer pairs checked\n")
 
 
 def test_check_passes_with_a_defaulted_v2(write_schema: WriteSchema, schemas_copy: Path) -> None:
@@ -50,7 +50,7 @@ def test_check_passes_with_a_defaulted_v2(write_schema: WriteSchema, schemas_cop
     write_schema("post_created.v2.avsc", v2)
     assert run("check", "--schemas-dir", str(schemas_copy)) == (
         0,
-        "FULL_TRANSITIVE ok: 2 reader/writer pairs checked\n",
+        "FULL_TRANSITIVE ok: 4 reader/writer pairs checked\n",
     )
 
 
@@ -62,7 +62,7 @@ def test_check_fails_on_an_incompatible_v2(write_schema: WriteSchema, schemas_co
     assert code == 1
     assert "INCOMPATIBLE post_created.v1.avsc (writer) -> post_created.v2.avsc (reader):" in out
     assert "$.thread_id: reader field missing from writer has no default" in out
-    assert out.endswith("FULL_TRANSITIVE FAILED: 2 reader/writer pairs checked\n")
+    assert out.endswith("FULL_TRANSITIVE FAILED: 4 reader/writer pairs checked\n")
 
 
 def test_register_needs_a_registry(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -86,7 +86,7 @@ def test_as_a_module(tmp_path: Path) -> None:
     )
     assert (done.returncode, done.stdout) == (
         0,
-        "FULL_TRANSITIVE ok: 0 reader/writer pairs checked\n",
+        "FULL_TRANSITIVE ok: 2 reader/writer pairs checked\n",
     )
     broken = subprocess.run(
         [

@@ -78,7 +78,7 @@ def test_single_object_round_trip(
     decoded = Codec(catalogue).decode(value, accepted={event_type})
     assert (decoded.event_type, decoded.writer_version, decoded.framing) == (
         event_type,
-        1,
+        catalogue.latest(event_type).version,
         Framing.SINGLE_OBJECT,
     )
     assert decoded.record == record
@@ -101,7 +101,7 @@ def test_confluent_round_trip_with_the_mock_registry(
     decoded = Codec(catalogue, registry).decode(value)
     assert (decoded.event_type, decoded.writer_version, decoded.framing) == (
         event_type,
-        1,
+        catalogue.latest(event_type).version,
         Framing.CONFLUENT,
     )
     assert decoded.record == record

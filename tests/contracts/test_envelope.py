@@ -231,8 +231,9 @@ def test_build_output(catalogue: Catalogue) -> None:
     )
     assert (message.topic, message.key) == ("torus.certificate-granted", b"7:42")
     envelope = parse_headers(message.headers)
-    assert (envelope.id, envelope.type) == (str(event_id), "org.oli.torus.certificate_granted.v1")
-    assert codec.decode(message.value).record == record
+    assert (envelope.id, envelope.type) == (str(event_id), "org.oli.torus.certificate_granted.v2")
+    # A record without the v2 field reads back with its default.
+    assert codec.decode(message.value).record == record | {"cause": "RULES"}
 
 
 @pytest.mark.parametrize(

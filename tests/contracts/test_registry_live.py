@@ -42,7 +42,8 @@ def test_register_then_confluent_round_trip(
     assert [r.subject for r in registered] == [
         f"{topic_prefix}{v.event_type.default_topic}-value" for v in catalogue
     ]
-    assert all(r.version == 1 for r in registered)
+    # Each subject's versions in file order: certificate_granted v1 then v2.
+    assert [r.version for r in registered] == [v.version for v in catalogue]
     assert client.get_compatibility(registered[0].subject) == "FULL_TRANSITIVE"
     assert register_all(catalogue, client, topics(topic_prefix)) == registered  # idempotent
 

@@ -17,7 +17,7 @@ from consumer.errors import UnexpectedRecordError
 from consumer.events.catalogue import Catalogue, EventType, load_catalogue, locate_schemas_dir
 from consumer.events.codec import Codec
 from consumer.events.envelope import Trigger, format_key, parse_key
-from consumer.pipeline.batches import Poison, classify
+from consumer.pipeline.batches import Poison, Routes, classify
 from tests.contracts.strategies import datum
 
 CATALOGUE: Catalogue = load_catalogue(locate_schemas_dir())
@@ -28,6 +28,7 @@ ACCEPTED = {
     "settings": frozenset({EventType.CERTIFICATE_SETTINGS_CHANGED}),
     "activity": frozenset({EventType.PAGE_SCORE_UPDATED, EventType.POST_CREATED}),
 }
+ROUTES = Routes(ACCEPTED)
 FUZZ = settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 _BIG = 2**63
 
@@ -99,7 +100,7 @@ def test_any_record_is_a_trigger_or_classified_poison(
     topic: str, value: bytes | None, key: bytes | None, headers: list[Any] | None
 ) -> None:
     msg = Message(topic=topic, partition=0, offset=0, key=key, value=value, headers=headers)
-    _check(classify(CODEC, msg, ACCEPTED[topic]), topic, key)
+    _check(classify(CODEC, msg, ROUTES), topic, key)
 
 
 @FUZZ
@@ -120,6 +121,6 @@ def test_a_valid_record_with_its_own_key_is_a_trigger_only_on_its_own_topic(
         user_id = record["student"]["user_id"]
     key = format_key(section_id, user_id) if user_id is None or user_id > 0 else b"x"
     msg = Message(topic=topic, key=key, value=CODEC.encode(event_type, record))
-    outcome = classify(CODEC, msg, ACCEPTED[topic])
+    outcome = classify(CODEC, msg, ROUTES)
     _check(outcome, topic, key)
     assert isinstance(outcome, Trigger) == (event_type in ACCEPTED[topic])

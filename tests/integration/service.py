@@ -4,6 +4,7 @@ input records, output records and metrics."""
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -109,18 +110,18 @@ class ServiceProcess:
             return False
 
     def metric(self, name: str, labels: dict[str, str] | None = None) -> float:
-        """A sample from /metrics (0 when absent)."""
+        """The sum of the samples of ``name`` whose labels include ``labels`` (0 when none)."""
         with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/metrics", timeout=5) as r:
             text = r.read().decode()
-        wanted = name + (
-            "{" + ",".join(f'{k}="{v}"' for k, v in sorted((labels or {}).items())) + "}"
-            if labels
-            else ""
-        )
         total = 0.0
         for line in text.splitlines():
-            if line.startswith(wanted + " ") or (not labels and line.startswith(name + "{")):
-                total += float(line.rsplit(" ", 1)[1])
+            sample, _, value = line.rpartition(" ")
+            metric, _, label_text = sample.partition("{")
+            if metric != name:
+                continue
+            found = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', label_text))
+            if (labels or {}).items() <= found.items():
+                total += float(value)
         return total
 
     def terminate(self, timeout: float = 30) -> int:

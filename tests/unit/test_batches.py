@@ -14,7 +14,14 @@ from consumer.events.envelope import KeyMismatchError, Outgoing, format_key
 from consumer.events.errors import UnknownFramingError, WrongEventTypeError
 from consumer.kafka.dead_letters import FALLBACK_BUDGETS, dead_letter
 from consumer.kafka.delivery import deliver
-from consumer.pipeline.batches import Poison, classify, decode_batch, next_offsets, partition_lag
+from consumer.pipeline.batches import (
+    Poison,
+    Routes,
+    classify,
+    decode_batch,
+    next_offsets,
+    partition_lag,
+)
 
 CODEC = Codec(load_catalogue(locate_schemas_dir()))
 
@@ -53,6 +60,7 @@ ACCEPTED = {
     "scores": frozenset({EventType.PAGE_SCORE_UPDATED}),
     "settings": frozenset({EventType.CERTIFICATE_SETTINGS_CHANGED}),
 }
+ROUTES = Routes(ACCEPTED)
 FIRST_SEEN = datetime(2026, 1, 1, tzinfo=UTC)
 
 
@@ -61,7 +69,7 @@ def test_a_batch_coalesces_keys_and_separates_poison() -> None:
     batch = decode_batch(
         CODEC,
         [score(1, 2, 0), score(1, 2, 1), score(1, 3, 2), garbage, settings_changed(7, 0)],
-        ACCEPTED,
+        ROUTES,
     )
     assert batch.triggers.counts == {(1, 2): 2, (1, 3): 1}
     assert batch.triggers.wide_sections == frozenset({7})
@@ -81,7 +89,7 @@ def test_next_offsets_are_one_past_the_highest_per_partition() -> None:
 
 
 def test_a_settings_event_fans_out_only_from_the_settings_topic() -> None:
-    batch = decode_batch(CODEC, [settings_changed(7, 0, topic="scores")], ACCEPTED)
+    batch = decode_batch(CODEC, [settings_changed(7, 0, topic="scores")], ROUTES)
     assert batch.triggers.wide_sections == frozenset()
     (poison,) = batch.poison
     assert isinstance(poison.error, WrongEventTypeError)
@@ -90,7 +98,7 @@ def test_a_settings_event_fans_out_only_from_the_settings_topic() -> None:
 def test_a_key_that_disagrees_with_the_body_is_poison() -> None:
     msg = score(1, 2, 0)
     forged = Message(topic="scores", partition=0, offset=1, key=b"1:3", value=msg.value())
-    outcome = classify(CODEC, forged, ACCEPTED["scores"])
+    outcome = classify(CODEC, forged, ROUTES)
     assert isinstance(outcome, Poison)
     assert isinstance(outcome.error, KeyMismatchError)
 
@@ -101,7 +109,7 @@ class ExplodingCodec(Codec):
 
 
 def test_an_unforeseen_exception_on_one_record_is_that_records_poison() -> None:
-    outcome = classify(ExplodingCodec(CODEC.catalogue), score(1, 2, 0), ACCEPTED["scores"])
+    outcome = classify(ExplodingCodec(CODEC.catalogue), score(1, 2, 0), ROUTES)
     assert isinstance(outcome, Poison)
     assert isinstance(outcome.error, UnexpectedRecordError)
     copy = dead_letter(outcome.message, outcome.error, FIRST_SEEN, topic="dlq", budget=10**6)
