@@ -22,6 +22,7 @@ from typing import Any
 import sqlalchemy as sa
 import structlog
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
+from confluent_kafka.admin import AdminClient
 
 from consumer.config import Settings
 from consumer.errors import ConfigError, FatalError, StartupTimeoutError
@@ -136,8 +137,10 @@ class Service:
         if role == "ingest":
             config = self._client_config(clients.consumer_config(self.settings), role)
             self.heartbeats.set_ready(role, False)
+            admin = AdminClient(self._client_config(clients.admin_config(self.settings), "lag"))
             return IngestLoop(
                 consumer=Consumer(config),
+                admin=admin,
                 dlq_producer=self._producer("dead-letters"),
                 codec=codec,
                 engine=self.engine,

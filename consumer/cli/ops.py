@@ -28,6 +28,7 @@ from consumer.errors import ConfigError
 from consumer.kafka import clients
 from consumer.kafka.clients import admin_config
 from consumer.kafka.delivery import deliver
+from consumer.kafka.watermarks import Partition
 from consumer.ops import backfill, offsets, redrive
 from consumer.store.outbox import retry_set_aside
 
@@ -336,9 +337,9 @@ def _target(args: argparse.Namespace) -> offsets.ReplayTarget:
         raise ConfigError([f"--to-offset {exc}"]) from exc
 
 
-def parse_offsets(text: str, default_topic: str | None = None) -> dict[offsets.Partition, int]:
+def parse_offsets(text: str, default_topic: str | None = None) -> dict[Partition, int]:
     """``topic:P:O,...``, or ``P:O,...`` when one topic is implied (topic names have no ':')."""
-    found: dict[offsets.Partition, int] = {}
+    found: dict[Partition, int] = {}
     for item in (part.strip() for part in text.split(",")):
         fields = item.rsplit(":", 2)
         if len(fields) == 2 and default_topic:

@@ -22,8 +22,9 @@ from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicP
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from consumer.errors import CertConsumerError
+from consumer.kafka import watermarks
+from consumer.kafka.watermarks import Bounds, Partition, spec
 
-Partition = tuple[str, int]  # (topic, partition)
 TIMEOUT_SECONDS = 30.0
 
 
@@ -40,12 +41,6 @@ class GroupActiveError(OffsetsError):
             f"group {group!r} has {members} active member(s); stop its consumers "
             "(e.g. scale the Deployment to 0) and run again"
         )
-
-
-@dataclass(frozen=True)
-class Bounds:
-    earliest: int
-    log_end: int
 
 
 @dataclass(frozen=True)
@@ -212,33 +207,20 @@ def topic_partitions(admin: AdminClient, topics: Iterable[str]) -> list[Partitio
 
 
 def fetch_offsets(
-    admin: AdminClient, partitions: Sequence[Partition], spec: OffsetSpec
+    admin: AdminClient, partitions: Sequence[Partition], which: OffsetSpec
 ) -> dict[Partition, int]:
     """One list_offsets round for every partition with the same spec."""
-    if not partitions:
-        return {}
-    request = {TopicPartition(t, p): spec for t, p in partitions}
     try:
-        futures = admin.list_offsets(request, request_timeout=TIMEOUT_SECONDS)
-        return {
-            (tp.topic, tp.partition): int(f.result(timeout=TIMEOUT_SECONDS).offset)
-            for tp, f in futures.items()
-        }
+        return watermarks.list_offsets(admin, partitions, which, timeout=TIMEOUT_SECONDS)
     except KafkaException as exc:
         raise OffsetsError(f"could not list offsets: {exc}") from exc
 
 
-def spec(name: str, *args: int) -> OffsetSpec:
-    """OffsetSpec.earliest/latest/for_timestamp(ms): untyped in confluent-kafka (and OffsetSpec
-    is missing from its ``__all__``), so they are reached through this one typed door."""
-    made: OffsetSpec = getattr(OffsetSpec, name)(*args)
-    return made
-
-
 def fetch_bounds(admin: AdminClient, partitions: Sequence[Partition]) -> dict[Partition, Bounds]:
-    earliest = fetch_offsets(admin, partitions, spec("earliest"))
-    latest = fetch_offsets(admin, partitions, spec("latest"))
-    return {p: Bounds(earliest[p], latest[p]) for p in partitions}
+    try:
+        return watermarks.bounds(admin, partitions, timeout=TIMEOUT_SECONDS)
+    except KafkaException as exc:
+        raise OffsetsError(f"could not list offsets: {exc}") from exc
 
 
 def active_members(admin: AdminClient, group: str) -> int:

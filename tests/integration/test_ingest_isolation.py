@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 import sqlalchemy as sa
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from consumer.config import load_settings
 from consumer.events.catalogue import EventType
@@ -72,6 +73,7 @@ def loop_thread(
     stop = threading.Event()
     loop = IngestLoop(
         consumer=Consumer(clients.consumer_config(settings)),
+        admin=AdminClient(clients.admin_config(settings)),
         dlq_producer=Producer(clients.producer_config(settings)),
         codec=FaultyCodec(codec().catalogue),
         engine=sa.create_engine(database_url),

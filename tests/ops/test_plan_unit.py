@@ -7,8 +7,8 @@ import argparse
 import pytest
 
 from consumer.cli.ops import add_commands, parse_offsets
+from consumer.kafka.watermarks import Bounds
 from consumer.ops.offsets import (
-    Bounds,
     ToEarliest,
     ToOffsets,
     ToTimestamp,
