@@ -82,7 +82,9 @@ class IngestLoop:
         self._dependencies = dependencies
         self._retry_log = Throttled(log)
         self._consumer = consumer
-        self._admin = admin  # watermarks: on the consumer they wait behind its fetches
+        # Watermarks: asked of the consumer they wait behind its fetches. Dropped at close:
+        # an AdminClient has no close(), its threads end when it is released.
+        self._admin: AdminClient | None = admin
         self._dlq = dlq_producer
         self._codec = codec
         self._engine = engine
@@ -135,7 +137,7 @@ class IngestLoop:
             return
         self._lag_due = time.monotonic() + interval
         assignment = self._consumer.assignment()
-        if not assignment:
+        if not assignment or self._admin is None:
             return
         try:
             committed = self._consumer.committed(assignment, timeout=_LAG_TIMEOUT)
@@ -369,6 +371,7 @@ class IngestLoop:
         return True
 
     def _close(self) -> None:
+        self._admin = None
         try:
             close_producer(self._dlq)
         finally:
