@@ -110,6 +110,11 @@ def consumer_config(settings: Settings) -> dict[str, Any]:
             "group.id": settings.group_id,
             "enable.auto.offset.store": False,
             "enable.auto.commit": True,
+            # Stored offsets reach the broker within a second (librdkafka's default is 5 s):
+            # lag and a restart's re-reading both shrink with it.
+            "auto.commit.interval.ms": settings.kafka_properties.get(
+                "auto.commit.interval.ms", "1000"
+            ),
             "auto.offset.reset": settings.kafka_properties.get("auto.offset.reset", "earliest"),
             "enable.partition.eof": False,
         }

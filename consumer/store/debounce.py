@@ -157,16 +157,23 @@ def _upsert_statement() -> sa.Insert:
         .group_by(incoming.c.section_id, incoming.c.user_id)
         .cte("keyed")
     )
-    now = sa.func.clock_timestamp()
-    rows = sa.select(
-        keyed.c.section_id,
-        keyed.c.user_id,
-        now,
-        now,
-        now + _seconds("quiet"),
-        sa.literal(1),
-        keyed.c.n,
-    ).order_by(keyed.c.section_id, keyed.c.user_id)
+    # One reading of the clock for the whole batch: a new row's first and last trigger are the
+    # same instant, and every key of the batch shares it.
+    clock = sa.select(sa.func.clock_timestamp().label("at")).cte("clock")
+    now = clock.c.at
+    rows = (
+        sa.select(
+            keyed.c.section_id,
+            keyed.c.user_id,
+            now,
+            now,
+            now + _seconds("quiet"),
+            sa.literal(1),
+            keyed.c.n,
+        )
+        .select_from(keyed.join(clock, sa.true()))
+        .order_by(keyed.c.section_id, keyed.c.user_id)
+    )
     p = pending_evaluations
     columns = ["section_id", "user_id", "first_seen_at", "last_seen_at", "due_at", "version"]
     insert = pg_insert(p).from_select([*columns, "triggers"], rows)
