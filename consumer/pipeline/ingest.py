@@ -262,8 +262,9 @@ class IngestLoop:
         self._store(messages)
 
     def _count(self, skipped: list[Skipped], announced: list[Transition]) -> None:
-        for item in skipped:
-            self._metrics.changes_skipped.labels(str(item.message.topic()), item.reason.value).inc()
+        why = Counter((str(item.message.topic()), item.reason.value) for item in skipped)
+        for (topic, reason), count in why.items():
+            self._metrics.changes_skipped.labels(topic, reason).inc(count)
         for t in announced:
             self._metrics.earned_elsewhere.inc()
             log.info("earned_elsewhere_announced", **t.ids())

@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
+from confluent_kafka.admin import AdminClient
 
 from consumer.events.cdc import CdcTable
+from consumer.kafka import watermarks
 from consumer.store.service_tables import outbox
-from consumer.store.torus import granted_certificates
 from consumer.testing import seeding
 from tests.cdc.conftest import Pipeline
 from tests.cdc.harness import Capture
-from tests.integration.conftest import pass_completion, seed_section
+from tests.integration.conftest import grants, pass_completion, seed_section
 from tests.integration.service import OutputReader, read_raw
 from tests.support import wait_for
 
@@ -23,10 +24,7 @@ SKIPPED = "cert_consumer_cdc_records_skipped_total"
 
 
 def grants_of(engine: sa.Engine) -> dict[int, tuple[str, bool]]:
-    g = granted_certificates
-    with engine.connect() as conn:
-        rows = conn.execute(sa.select(g.c.user_id, g.c.state, g.c.with_distinction))
-        return {r.user_id: (str(r.state), bool(r.with_distinction)) for r in rows}
+    return {g.user_id: (str(g.state), bool(g.with_distinction)) for g in grants(engine)}
 
 
 def run_sql(engine: sa.Engine, *statements: str) -> None:
@@ -190,11 +188,6 @@ def test_replayed_changes_make_no_new_transition_and_no_new_event(pipeline: Pipe
 
 def changes_on_topics(capture: Capture) -> int:
     """Every record on the change topics now (the sum of their high watermarks)."""
-    consumer = Consumer({"bootstrap.servers": capture.bootstrap, "group.id": "watermarks"})
-    try:
-        return sum(
-            consumer.get_watermark_offsets(TopicPartition(capture.topic(t), 0), 10)[1]
-            for t in CdcTable
-        )
-    finally:
-        consumer.close()
+    admin = AdminClient({"bootstrap.servers": capture.bootstrap})
+    ends = watermarks.bounds(admin, [(capture.topic(t), 0) for t in CdcTable], timeout=10)
+    return sum(end.log_end for end in ends.values())
