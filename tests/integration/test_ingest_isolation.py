@@ -1,6 +1,7 @@
 """The ingest loop on the real broker and database with faults injected into our own code: an
-exception while turning one record into a trigger, and a non-transient database error on one
-record's upsert. Each faulty record ends on the dead-letter topic with the exception's class
+exception while turning one record into a trigger, a non-transient database error on one
+record's upsert, and an exception while announcing one change record's earned certificate.
+Each faulty record ends on the dead-letter topic with the exception's class
 (``dlq.error.kind=unexpected``); the loop goes on, the good records of the same batch are
 recorded, and the offsets move past all of them.
 
@@ -10,15 +11,18 @@ what happens if one ever does.
 
 from __future__ import annotations
 
+import json
 import threading
+import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 import sqlalchemy as sa
 from confluent_kafka import Consumer, Producer, TopicPartition
-from confluent_kafka.admin import AdminClient
+from confluent_kafka.admin import AdminClient, NewTopic
 
 from consumer.config import load_settings
 from consumer.events.catalogue import EventType
@@ -41,6 +45,7 @@ SECTION = 1
 GOOD = list(range(1, 9))
 CODE_FAULT = 666  # our decoding path raises KeyError on this learner's record
 DATABASE_FAULT = 777  # the upsert of a batch holding this learner fails with a DataError
+ANNOUNCE_FAULT = 888  # announcing this granted certificate raises RuntimeError
 
 
 class FaultyCodec(Codec):
@@ -62,13 +67,45 @@ def _faulty_upsert(real: Callable[..., int]) -> Callable[..., int]:
     return upsert
 
 
+def _faulty_announce(real: Callable[..., Any]) -> Callable[..., Any]:
+    def announce(conn: sa.Connection, ids: Any, **kwargs: Any) -> Any:
+        ids = list(ids)
+        if ANNOUNCE_FAULT in ids:
+            raise RuntimeError("announcement failed")
+        return real(conn, ids, **kwargs)
+
+    return announce
+
+
+def change(granted_certificate_id: int) -> bytes:
+    after = {"id": granted_certificate_id, "state": "earned"}
+    return json.dumps({"op": "u", "before": None, "after": after}).encode()
+
+
+@dataclass
+class Loop:
+    thread: threading.Thread
+    topics: Topics
+    changes: str  # the granted_certificates change topic
+    metrics: Metrics
+
+
 @pytest.fixture
 def loop_thread(
     database_url: str, kafka_bootstrap: str, new_topic: Callable[..., str], monkeypatch: Any
-) -> Iterator[tuple[IngestLoop, threading.Thread, Topics, Metrics]]:
+) -> Iterator[Loop]:
     monkeypatch.setattr(ingest.debounce, "upsert", _faulty_upsert(debounce.upsert))
+    monkeypatch.setattr(ingest, "announce_earned", _faulty_announce(ingest.announce_earned))
     topics = Topics.create(new_topic, partitions=1)
-    settings = load_settings(service_env(database_url, kafka_bootstrap, topics))
+    prefix = f"cdc{uuid.uuid4().hex[:8]}"
+    changes = f"{prefix}.public.granted_certificates"
+    admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
+    admin.create_topics([NewTopic(changes, 1, 1)])[changes].result(30)
+    cdc = {
+        "CERT_CONSUMER_CDC_TOPIC_PREFIX": prefix,
+        "CERT_CONSUMER_CDC_TABLES": "granted_certificates",
+    }
+    settings = load_settings(service_env(database_url, kafka_bootstrap, topics) | cdc)
     metrics = Metrics()
     stop = threading.Event()
     loop = IngestLoop(
@@ -86,17 +123,18 @@ def loop_thread(
     )
     thread = threading.Thread(target=loop.run, daemon=True)
     thread.start()
-    yield loop, thread, topics, metrics
+    yield Loop(thread, topics, changes, metrics)
     stop.set()
     thread.join(30)
+    admin.delete_topics([changes])[changes].result(30)
 
 
 def test_an_exception_of_ours_on_one_record_dead_letters_it_and_the_loop_goes_on(
-    loop_thread: tuple[IngestLoop, threading.Thread, Topics, Metrics],
+    loop_thread: Loop,
     engine: sa.Engine,
     kafka_bootstrap: str,
 ) -> None:
-    _, thread, topics, metrics = loop_thread
+    thread, topics, metrics = loop_thread.thread, loop_thread.topics, loop_thread.metrics
     triggers = Triggers(kafka_bootstrap, topics, codec())
     now = datetime.now(UTC)
     for user_id in [*GOOD[:4], CODE_FAULT, *GOOD[4:6], DATABASE_FAULT, *GOOD[6:]]:
@@ -130,6 +168,39 @@ def test_an_exception_of_ours_on_one_record_dead_letters_it_and_the_loop_goes_on
             ),
             timeout=30,
             what="offsets committed past every record",
+        )
+    finally:
+        probe.close()
+
+
+def test_an_exception_while_announcing_one_change_dead_letters_it_and_the_loop_goes_on(
+    loop_thread: Loop, kafka_bootstrap: str
+) -> None:
+    producer = Producer({"bootstrap.servers": kafka_bootstrap})
+    for granted_certificate_id in (5, ANNOUNCE_FAULT, 6):  # 5 and 6 exist nowhere: no event
+        producer.produce(loop_thread.changes, change(granted_certificate_id), b"{}")
+    producer.produce(loop_thread.changes, b"not a change", b"{}")
+    assert producer.flush(30) == 0
+
+    dead: list[Any] = []
+    wait_for(
+        lambda: dead.extend(read_topic(kafka_bootstrap, loop_thread.topics.dlq)) or len(dead) >= 2,
+        timeout=60,
+        what="two dead letters",
+    )
+    classes = sorted(dict(m.headers())["dlq.error.class"] for m in dead)
+    assert classes == [b"MalformedChangeError", b"RuntimeError"]
+    assert loop_thread.thread.is_alive()  # the loop did not end
+    probe = Consumer(
+        {"bootstrap.servers": kafka_bootstrap, "group.id": f"g-{loop_thread.topics.scores}"}
+    )
+    try:
+        wait_for(
+            lambda: (
+                probe.committed([TopicPartition(loop_thread.changes, 0)], timeout=10)[0].offset == 4
+            ),
+            timeout=30,
+            what="offsets committed past every change",
         )
     finally:
         probe.close()
