@@ -139,7 +139,17 @@ class Settings:
     )
     relay_batch_size: int = _setting("RELAY_BATCH_SIZE", 500, "Outbox rows published per batch.")
     idle_sleep_seconds: float = _setting(
-        "IDLE_SLEEP_SECONDS", 0.2, "How long the evaluator and relay sleep when idle."
+        "IDLE_SLEEP_SECONDS",
+        5.0,
+        "Longest sleep of an idle evaluator or relay: they are woken by database notifications "
+        "(new triggers, new outbox rows) and the evaluator by the next due key; this bounds a "
+        "lost notification and a standby relay's takeover.",
+    )
+    evaluation_linger_seconds: float = _setting(
+        "EVALUATION_LINGER_SECONDS",
+        0.1,
+        "How long the evaluator waits past a key's due time for more keys to fall due, so a "
+        "trickle of keys is evaluated in batches (latency added at most this).",
     )
     shutdown_timeout_seconds: float = _setting(
         "SHUTDOWN_TIMEOUT_SECONDS", 25.0, "Bound on a graceful stop after SIGTERM."
@@ -290,6 +300,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "lease_seconds": _parse_float,
     "failed_retry_seconds": _parse_float,
     "idle_sleep_seconds": _parse_float,
+    "evaluation_linger_seconds": _parse_float,
     "shutdown_timeout_seconds": _parse_float,
     "max_backoff_seconds": _parse_float,
     "startup_timeout_seconds": _parse_float,

@@ -3,6 +3,12 @@
 Several evaluator processes can run at once: a claim leases rows with SKIP LOCKED, so two
 evaluators never hold the same key, and a crashed one's lease expires. The transitions, their
 outbox events and the release of the keys commit together.
+
+It does not poll. With nothing due it sleeps until the next key falls due (plus a short linger,
+so keys falling due together share one batch), on a connection that LISTENs for new triggers:
+a notification means a key due one quiet window from now at the earliest, so the sleep is
+shortened to that and no statement is run for it. An idle evaluator runs two statements per
+``idle_sleep_seconds`` (ADR 0013).
 """
 
 from __future__ import annotations
@@ -21,8 +27,9 @@ from consumer.evaluation import evaluate_keys
 from consumer.observability.dependencies import Dependencies, Dependency
 from consumer.observability.logs import Throttled
 from consumer.observability.metrics import Metrics
-from consumer.pipeline.looping import Pacing, first_line, is_transient, run_until_stopped
-from consumer.store import debounce
+from consumer.pipeline.looping import first_line, is_transient, run_until_stopped, wait_for
+from consumer.store import database, debounce
+from consumer.store.notifications import PENDING, Listener
 
 log = structlog.get_logger("consumer.pipeline.evaluator")
 LOOP = "evaluate"
@@ -52,26 +59,43 @@ class EvaluatorLoop:
         self._beat = beat
         self._now = now
         self._gauges_at = 0.0
+        self._conn: sa.Connection | None = None
+        self._listener: Listener | None = None
 
     def run(self) -> None:
-        run_until_stopped(
-            self.step,
-            stop=self._stop,
-            beat=self._beat,
-            pacing=Pacing(self._settings.max_backoff_seconds, self._settings.idle_sleep_seconds),
-            on_transient=self._database_failed,
-            on_success=lambda: self._dependencies.up(Dependency.POSTGRESQL),
-            retrying=self._retry_log,
-            event="evaluator_retrying",
-        )
-        log.info("evaluator_stopped")
+        try:
+            run_until_stopped(
+                self._turn,
+                stop=self._stop,
+                beat=self._beat,
+                max_backoff=self._settings.max_backoff_seconds,
+                idle=self._sleep,
+                on_transient=self._database_failed,
+                on_success=lambda: self._dependencies.up(Dependency.POSTGRESQL),
+                retrying=self._retry_log,
+                event="evaluator_retrying",
+            )
+        finally:
+            self._drop_listener()
+            log.info("evaluator_stopped")
 
     def _database_failed(self, exc: Exception) -> None:
         self._metrics.db_failures.labels(LOOP).inc()
         self._dependencies.down(Dependency.POSTGRESQL, first_line(exc))
+        self._drop_listener()
 
     def step(self) -> bool:
         """Evaluate one batch of due keys; False when none was due."""
+        return self._evaluate_due() > 0
+
+    def _turn(self) -> bool:
+        """One batch; True when it was full, so more keys may be due right now."""
+        if self._listener is not None:
+            self._listener.drain()  # notifications of triggers this batch will see anyway
+        return self._evaluate_due() >= self._settings.evaluation_batch_size
+
+    def _evaluate_due(self) -> int:
+        """Claim, evaluate and release one batch of due keys; the number claimed."""
         self._refresh_gauges()
         with self._engine.begin() as conn:
             claims = debounce.claim_due(
@@ -80,7 +104,7 @@ class EvaluatorLoop:
                 lease=self._settings.lease_seconds,
             )
         if not claims:
-            return False
+            return 0
         started = time.perf_counter()
         try:
             self._evaluate(claims)
@@ -92,7 +116,36 @@ class EvaluatorLoop:
             for claim in claims:
                 self._evaluate_alone(claim)
         self._metrics.evaluation_seconds.observe(time.perf_counter() - started)
-        return True
+        return len(claims)
+
+    # -- sleeping until there is work -----------------------------------------------------------
+    def _sleep(self) -> None:
+        """Sleep until the next key is due plus the linger, at most ``idle_sleep_seconds``; a
+        notification of new triggers brings the wake-up forward to one quiet window from now
+        (no key it announces is due earlier)."""
+        listener, conn = self._listening()
+        due_in = debounce.next_due_in(conn)
+        conn.commit()
+        settings = self._settings
+        linger = settings.evaluation_linger_seconds
+        cap = settings.idle_sleep_seconds
+        wait = cap if due_in is None else min(cap, max(due_in, 0.0) + linger)
+        deadline = time.monotonic() + wait
+        soonest = settings.quiet_window_seconds + linger
+        stop, beat = self._stop, self._beat
+        while wait_for(listener.wait, deadline - time.monotonic(), stop=stop, beat=beat):
+            deadline = min(deadline, time.monotonic() + soonest)
+
+    def _listening(self) -> tuple[Listener, sa.Connection]:
+        if self._listener is None or self._conn is None:
+            self._conn = self._engine.connect()
+            self._listener = Listener(self._conn, PENDING)
+        return self._listener, self._conn
+
+    def _drop_listener(self) -> None:
+        conn, self._conn, self._listener = self._conn, None, None
+        if conn is not None:
+            database.discard(conn)
 
     def _evaluate(self, claims: list[debounce.Claim]) -> None:
         """Decide and write a batch, release its keys: one transaction, all or nothing."""

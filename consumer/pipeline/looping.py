@@ -72,13 +72,26 @@ def first_line(exc: BaseException) -> str:
     return (str(exc).splitlines() or [type(exc).__name__])[0][:300]
 
 
-@dataclass(frozen=True)
-class Pacing:
-    """How a loop waits: at most ``max_backoff`` seconds between retries of a failing step,
-    ``idle`` seconds after a step that found nothing to do."""
-
-    max_backoff: float
-    idle: float
+def wait_for(
+    woken: Callable[[float], bool],
+    seconds: float,
+    *,
+    stop: threading.Event,
+    beat: Callable[[], None],
+    chunk: float = 0.25,
+) -> bool:
+    """Wait up to ``seconds`` in pieces of ``woken`` (a wait that returns True when the loop is
+    woken early, e.g. by a database notification), beating between pieces and ending on
+    ``stop``. True when woken."""
+    deadline = time.monotonic() + seconds
+    while not stop.is_set():
+        beat()
+        left = deadline - time.monotonic()
+        if left <= 0:
+            return False
+        if woken(min(left, chunk)):
+            return True
+    return False
 
 
 def run_until_stopped(
@@ -86,23 +99,31 @@ def run_until_stopped(
     *,
     stop: threading.Event,
     beat: Callable[[], None],
-    pacing: Pacing,
+    max_backoff: float,
+    idle: Callable[[], None],
     on_transient: Callable[[Exception], None],
     on_success: Callable[[], None],
     retrying: Throttled,
     event: str,
 ) -> None:
-    """Call ``step`` (True when it did work) until ``stop`` is set.
+    """Call ``step`` until ``stop`` is set; when it says there is nothing more to do right now
+    (False), call ``idle``, the loop's own way of waiting for work (beating, ending on stop).
 
-    A transient failure goes to ``on_transient`` (the loop marks its dependency down, drops a
-    connection), is logged as ``event`` (throttled per error class) and retried after a backoff
-    during which the loop beats; a success calls ``on_success`` and resets the backoff. Any
-    other exception propagates: the loop is broken, and the runtime ends the process.
+    A transient failure of either goes to ``on_transient`` (the loop marks its dependency down,
+    drops a connection), is logged as ``event`` (throttled per error class) and retried after a
+    backoff of at most ``max_backoff`` seconds during which the loop beats; a success calls
+    ``on_success`` and resets the backoff. Any other exception propagates: the loop is broken,
+    and the runtime ends the process.
     """
-    backoff = Backoff(pacing.max_backoff)
+    backoff = Backoff(max_backoff)
     while not stop.is_set():
         try:
-            worked = step()
+            more = step()
+            backoff.reset()
+            on_success()
+            beat()
+            if not more:
+                idle()
         except Exception as exc:
             if not is_transient(exc):
                 raise
@@ -110,9 +131,3 @@ def run_until_stopped(
             delay = backoff.next_delay()
             retrying.warning(event, type(exc), error=first_line(exc), delay_s=round(delay, 2))
             wait_beating(stop, delay, beat)
-            continue
-        backoff.reset()
-        on_success()
-        beat()
-        if not worked:
-            stop.wait(pacing.idle)

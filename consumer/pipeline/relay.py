@@ -5,6 +5,10 @@ others wait for it. Rows are read in id order (per key, the order they were writ
 with an idempotent producer (acks=all), and marked published only up to the first one whose
 delivery failed, so per-key order holds; the rest are retried. A crash between produce and mark
 republishes the same events with the same ce_id (at-least-once, deduplicable downstream).
+
+Between batches the relay sleeps on its lock connection, which LISTENs for new outbox rows (the
+outbox's insert trigger notifies), so an event is published as soon as its transaction commits
+and an idle relay runs no statement but its gauges' (ADR 0013).
 """
 
 from __future__ import annotations
@@ -29,8 +33,9 @@ from consumer.kafka.delivery import UndeliveredError, close_producer, deliver
 from consumer.observability.dependencies import Dependencies, Dependency, blame
 from consumer.observability.logs import Throttled
 from consumer.observability.metrics import Metrics
-from consumer.pipeline.looping import Pacing, first_line, run_until_stopped
-from consumer.store import outbox
+from consumer.pipeline.looping import first_line, run_until_stopped, wait_for
+from consumer.store import database, outbox
+from consumer.store.notifications import OUTBOX, Listener
 
 log = structlog.get_logger("consumer.pipeline.relay")
 LOOP = "relay"
@@ -63,6 +68,7 @@ class RelayLoop:
         self._beat = beat
         self._report_timeout = report_timeout_seconds(settings)
         self._conn: sa.Connection | None = None
+        self._listener: Listener | None = None
         self._gauges_at = 0.0
         self._subjects_checked = False
         self._topics = {
@@ -76,9 +82,8 @@ class RelayLoop:
                 self._step_with_lock,
                 stop=self._stop,
                 beat=self._beat,
-                pacing=Pacing(
-                    self._settings.max_backoff_seconds, self._settings.idle_sleep_seconds
-                ),
+                max_backoff=self._settings.max_backoff_seconds,
+                idle=self._sleep,
                 on_transient=self._failed,
                 on_success=lambda: self._dependencies.up(Dependency.POSTGRESQL),
                 retrying=self._retry_log,
@@ -107,17 +112,23 @@ class RelayLoop:
                 conn.close()
                 return False  # another relay is active; wait and try again
             log.info("relay_lock_acquired")
+            self._listener = Listener(conn, OUTBOX)
             self._conn = conn
+        if self._listener is not None:
+            self._listener.drain()  # rows notified so far are read by this step
         return self.step(self._conn)
 
+    def _sleep(self) -> None:
+        """Until new outbox rows are notified, at most ``idle_sleep_seconds``; without the
+        lock (another relay publishes) just that long before trying to take it again."""
+        listener = self._listener
+        wake = listener.wait if listener is not None else self._stop.wait
+        wait_for(wake, self._settings.idle_sleep_seconds, stop=self._stop, beat=self._beat)
+
     def _drop_connection(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.invalidate()  # the session lock goes with the session
-                self._conn.close()
-            except Exception as exc:  # closing a broken connection can fail; nothing to do
-                log.debug("relay_connection_close_failed", error=str(exc))
-            self._conn = None
+        conn, self._conn, self._listener = self._conn, None, None
+        if conn is not None:
+            database.discard(conn)  # the session lock and the LISTEN go with the session
 
     def _check_subjects(self) -> None:
         """With a registry, both output schemas must be registered before anything is sent:
@@ -143,8 +154,9 @@ class RelayLoop:
         self._dependencies.up(Dependency.SCHEMA_REGISTRY)
 
     def step(self, conn: sa.Connection) -> bool:
-        """Publish one batch; False when the outbox is empty. Raises TransientError when
-        nothing of the batch could be delivered, so the loop backs off instead of spinning."""
+        """Publish one batch; True when it was full (more rows may be waiting), False when the
+        outbox had fewer. Raises TransientError when nothing of the batch could be delivered,
+        so the loop backs off instead of spinning."""
         self._refresh_gauges(conn)
         self._check_subjects()
         rows = outbox.unpublished(conn, self._settings.relay_batch_size)
@@ -162,7 +174,8 @@ class RelayLoop:
             raise UndeliveredError("no outbox event of the batch was delivered")
         if published:
             self._dependencies.up(Dependency.KAFKA)
-        return True
+        # A partial delivery is retried at once, like a full batch is followed at once.
+        return len(rows) >= self._settings.relay_batch_size or len(published) < len(ready)
 
     def _encode_or_set_aside(
         self, conn: sa.Connection, rows: list[outbox.Stored]

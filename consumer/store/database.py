@@ -8,6 +8,8 @@ first statement given to it; ``pool_pre_ping`` replaces it before use instead.
 
 from __future__ import annotations
 
+import contextlib
+
 import sqlalchemy as sa
 
 CONNECT_TIMEOUT_SECONDS = 5
@@ -22,3 +24,12 @@ def create_engine(url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> sa.Engine:
         pool_size=pool_size,
         connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
     )
+
+
+def discard(conn: sa.Connection) -> None:
+    """Close a loop's own connection for good, never back into the pool: the session state it
+    carries (a relay's advisory lock, a LISTEN) must end with it. Closing a connection that is
+    already broken can fail; that changes nothing, so it is swallowed."""
+    with contextlib.suppress(Exception):
+        conn.invalidate()
+        conn.close()

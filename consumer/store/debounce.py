@@ -79,6 +79,16 @@ _RELEASE = sa.text(
 )
 
 
+# Read through the due_at index; rows under a live lease (at most a batch per evaluator) are
+# skipped on the way.
+_NEXT_DUE = sa.text(
+    """
+    SELECT extract(epoch FROM due_at - clock_timestamp()) FROM cert_consumer.pending_evaluations
+    WHERE lease_until IS NULL OR lease_until < clock_timestamp()
+    ORDER BY due_at LIMIT 1
+    """
+)
+
 _PARK = sa.text(
     """
     UPDATE cert_consumer.pending_evaluations
@@ -234,6 +244,13 @@ def claim_due(conn: sa.Connection, *, limit: int, lease: float) -> list[Claim]:
     """Lease up to ``limit`` due keys, oldest due first; rows leased by others are skipped."""
     rows = conn.execute(_CLAIM, {"limit": limit, "lease": lease})
     return [Claim(r.section_id, r.user_id, r.version, r.triggers) for r in rows]
+
+
+def next_due_in(conn: sa.Connection) -> float | None:
+    """Seconds until the earliest claimable key falls due (0 or less: due now); None when
+    nothing is pending outside a lease. The evaluator sleeps that long instead of polling."""
+    seconds = conn.execute(_NEXT_DUE).scalar_one_or_none()
+    return None if seconds is None else float(seconds)
 
 
 def release(conn: sa.Connection, claims: Sequence[Claim]) -> None:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
+from consumer.store.notifications import OUTBOX, PENDING
 from consumer.store.service_tables import SCHEMA
 
 # Any 64-bit constant unique to this service: serialises concurrent `db upgrade` runs.
@@ -59,6 +60,25 @@ MIGRATIONS: tuple[Migration, ...] = (
         (
             f"ALTER TABLE {SCHEMA}.outbox ADD COLUMN failed_at timestamptz",
             f"ALTER TABLE {SCHEMA}.outbox ADD COLUMN error text",
+        ),
+    ),
+    Migration(
+        3,
+        "wake-up notifications",
+        (
+            # The channel is the trigger's argument: one function for both tables.
+            f"""CREATE FUNCTION {SCHEMA}.notify_channel() RETURNS trigger
+                LANGUAGE plpgsql AS $$
+                BEGIN
+                    PERFORM pg_notify(TG_ARGV[0], '');
+                    RETURN NULL;
+                END $$""",
+            f"""CREATE TRIGGER pending_evaluations_notify
+                AFTER INSERT ON {SCHEMA}.pending_evaluations
+                FOR EACH STATEMENT EXECUTE FUNCTION {SCHEMA}.notify_channel('{PENDING}')""",
+            f"""CREATE TRIGGER outbox_notify
+                AFTER INSERT ON {SCHEMA}.outbox
+                FOR EACH STATEMENT EXECUTE FUNCTION {SCHEMA}.notify_channel('{OUTBOX}')""",
         ),
     ),
 )

@@ -1,0 +1,142 @@
+"""The loops sleep instead of polling, and the database wakes them: an insert into the debounce
+or the outbox notifies, and an evaluator asleep for far longer than the test evaluates a new key
+one quiet window later."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+
+import pytest
+import sqlalchemy as sa
+
+from consumer.config import load_settings
+from consumer.observability.dependencies import Dependencies
+from consumer.observability.metrics import Metrics
+from consumer.pipeline.evaluator import EvaluatorLoop
+from consumer.store import debounce, torus
+from consumer.store.notifications import OUTBOX, Listener
+from consumer.store.service_tables import outbox
+from consumer.store.service_tables import pending_evaluations as pending
+from tests.integration.conftest import pass_completion, seed_section
+
+pytestmark = pytest.mark.integration
+ASLEEP_FOR = 60.0  # an idle loop's longest sleep in these tests: far past every deadline
+
+
+def poll(condition: Callable[[], bool], *, within: float) -> float:
+    """Seconds until ``condition`` held; fails the test after ``within``."""
+    began = time.monotonic()
+    while not condition():
+        if time.monotonic() - began > within:
+            pytest.fail(f"not within {within} s")
+        time.sleep(0.02)
+    return time.monotonic() - began
+
+
+def trigger(engine: sa.Engine, key: tuple[int, int], *, quiet: float) -> None:
+    with engine.begin() as conn:
+        debounce.upsert(conn, debounce.TriggerBatch.of([key]), quiet=quiet, max_wait=60)
+
+
+def granted(engine: sa.Engine) -> list[int]:
+    with engine.connect() as conn:
+        return list(conn.execute(sa.select(torus.granted_certificates.c.user_id)).scalars())
+
+
+@pytest.fixture
+def evaluator(engine: sa.Engine, database_url: str) -> Iterator[Callable[[float], Metrics]]:
+    """Start the real evaluator loop in a thread with a given quiet window; stopped at the end."""
+    stop = threading.Event()
+    threads: list[threading.Thread] = []
+
+    def start(quiet: float) -> Metrics:
+        settings = load_settings(
+            {"CERT_CONSUMER_DATABASE_URL": database_url},
+            idle_sleep_seconds=ASLEEP_FOR,
+            quiet_window_seconds=quiet,
+            max_wait_seconds=60,
+        )
+        metrics = Metrics()
+        loop = EvaluatorLoop(
+            engine=engine,
+            settings=settings,
+            metrics=metrics,
+            stop=stop,
+            beat=lambda: None,
+            now=lambda: datetime.now(UTC),
+            dependencies=Dependencies(metrics.dependency_up),
+        )
+        thread = threading.Thread(target=loop.run, daemon=True)
+        thread.start()
+        threads.append(thread)
+        return metrics
+
+    yield start
+    stop.set()
+    for thread in threads:
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "the evaluator did not stop within 10 s of being asked"
+
+
+def listening_evaluators(engine: sa.Engine) -> int:
+    """Other sessions of this database idle for a while since their last commit: the
+    evaluator's listening connection, asleep (it is its only connection once idle)."""
+    with engine.connect() as conn:
+        query = sa.text(
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+            "AND pid <> pg_backend_pid() AND state = 'idle' AND query = 'COMMIT' "
+            "AND clock_timestamp() - state_change > interval '0.5 seconds'"
+        )
+        return int(conn.execute(query).scalar_one())
+
+
+def test_an_idle_evaluator_is_woken_by_a_new_trigger(engine: sa.Engine, evaluator) -> None:
+    with engine.begin() as conn:
+        seed_section(conn, 31, [3101])
+        pass_completion(conn, 31, 3101)
+    evaluator(0.0)
+    poll(lambda: listening_evaluators(engine) == 1, within=10)  # asleep, nothing pending
+
+    trigger(engine, (31, 3101), quiet=0.0)
+
+    took = poll(lambda: granted(engine) == [3101], within=10)
+    assert took < 3.0  # not the 60 s sleep: the upsert's notification woke it
+
+
+def test_a_woken_evaluator_waits_the_quiet_window_then_evaluates(
+    engine: sa.Engine, evaluator
+) -> None:
+    with engine.begin() as conn:
+        seed_section(conn, 32, [3201])
+        pass_completion(conn, 32, 3201)
+    evaluator(1.5)
+    poll(lambda: listening_evaluators(engine) == 1, within=10)
+
+    trigger(engine, (32, 3201), quiet=1.5)
+    sent = time.monotonic()
+
+    poll(lambda: granted(engine) == [3201], within=10)
+    waited = time.monotonic() - sent
+    assert 1.4 < waited < 4.0  # due one quiet window later, evaluated then: not sooner, not 60 s
+    with engine.connect() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(pending)).scalar_one() == 0
+
+
+def test_an_outbox_insert_notifies_a_listener(engine: sa.Engine) -> None:
+    with engine.connect() as conn:
+        listener = Listener(conn, OUTBOX)
+        assert listener.wait(0.2) is False  # nothing yet
+        with engine.begin() as writer:
+            writer.execute(
+                sa.insert(outbox).values(
+                    event_id="6f1c1f38-5f43-4f59-9d55-2f1f0c6c5a01",
+                    event_type="certificate_granted",
+                    message_key="1:2",
+                    payload={},
+                )
+            )
+        assert listener.wait(5.0) is True
+        assert listener.drain() is False  # one insert, one wake-up
