@@ -20,7 +20,7 @@ import json
 import struct
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 from confluent_kafka.schema_registry import Schema as RegistrySchema
 from confluent_kafka.schema_registry import SchemaRegistryClient, SchemaRegistryError
@@ -29,6 +29,7 @@ from fastavro.read import SchemaResolutionError
 from fastavro.schema import SchemaParseException, parse_schema
 from fastavro.validation import ValidationError, validate
 
+from consumer.events.canonical import Sizer, sizer
 from consumer.events.catalogue import (
     Catalogue,
     EventType,
@@ -54,6 +55,7 @@ SINGLE_OBJECT_MAGIC = b"\xc3\x01"
 _CONFLUENT_HEADER = struct.Struct(">bI")
 _SINGLE_OBJECT_HEADER_SIZE = len(SINGLE_OBJECT_MAGIC) + 8
 _HTTP_NOT_FOUND = 404
+_NOT_CANONICAL = "not the canonical Avro encoding (an over-long varint or a padded value)"
 T = TypeVar("T")
 
 # What fastavro raises on bytes that do not match the writer schema: short reads, bad UTF-8,
@@ -71,9 +73,8 @@ _AVRO_BODY_ERRORS = (
 )
 
 
-@dataclass(frozen=True)
-class Decoded:
-    """A record in the latest shape of its event type.
+class Decoded(NamedTuple):
+    """A record in the latest shape of its event type (one per consumed record: a named tuple).
 
     ``writer_version`` is the catalogue version it was written with; None for a registry schema
     that is compatible but not in our catalogue (a newer producer).
@@ -93,6 +94,7 @@ class _Writer:
     version: int | None
     schema: dict[str, Any]
     reader: dict[str, Any] | None
+    size: Sizer | None  # the canonical length of a decoded record; None: re-encode to check
 
 
 class Codec:
@@ -257,7 +259,8 @@ class Codec:
     ) -> _Writer:
         latest = self._catalogue.latest(event_type)
         same = version == latest.version
-        return _Writer(event_type, version, schema, None if same else latest.schema)
+        reader = None if same else latest.schema
+        return _Writer(event_type, version, schema, reader, sizer(schema))
 
 
 def _read(body: memoryview, writer: _Writer, framing: Framing, *, resolve: bool) -> dict[str, Any]:
@@ -278,18 +281,26 @@ def _read_canonical(body: memoryview, writer: _Writer, framing: Framing) -> dict
     """The writer-shaped record, refused unless ``body`` is exactly its canonical encoding.
 
     fastavro accepts varints longer than ten bytes and wraps the ones that overflow, so an
-    over-long id could decode as some other, valid-looking id. Re-encoding is about a
-    microsecond and leaves no such encoding (nor any other ambiguity of the bytes) through.
+    over-long id could decode as some other, valid-looking id. Where the writer schema can be
+    sized (``consumer.events.canonical``), the body's length is compared with the record's
+    canonical length; otherwise the record is re-encoded and the bytes compared.
     """
     record = _read(body, writer, framing, resolve=False)
+    if writer.size is not None:
+        try:
+            canonical = writer.size(record) == len(body)
+        except (KeyError, TypeError, ValueError, AttributeError, OverflowError) as exc:
+            raise InvalidPayloadError(framing, writer.event_type, _describe(exc)) from exc
+        if not canonical:
+            raise InvalidPayloadError(framing, writer.event_type, _NOT_CANONICAL)
+        return record
     again = io.BytesIO()
     try:
         schemaless_writer(again, writer.schema, record)
     except (ValueError, TypeError, OverflowError) as exc:
         raise InvalidPayloadError(framing, writer.event_type, _describe(exc)) from exc
     if again.getbuffer() != body:
-        reason = "not the canonical Avro encoding (an over-long varint or a padded value)"
-        raise InvalidPayloadError(framing, writer.event_type, reason)
+        raise InvalidPayloadError(framing, writer.event_type, _NOT_CANONICAL)
     return record
 
 
