@@ -153,17 +153,41 @@ def _load_pages(
 
 
 def _load_scores(conn: sa.Connection, keys: Sequence[Key]) -> dict[Key, dict[int, model.PageScore]]:
+    """Each key's scores on the section's pages, one row per key with the pages as arrays.
+
+    Only pages can ever be required (``rules._required_pages``), so scores of other resources
+    (activities) are left in the database; the arrays spare a result row per learner and page,
+    the hottest loop of an evaluation.
+    """
     k = keys_table(keys)
-    ra = resource_accesses
-    query = sa.select(
-        ra.c.section_id, ra.c.user_id, ra.c.resource_id, ra.c.score, ra.c.out_of
-    ).join(k, sa.and_(ra.c.section_id == k.c.section_id, ra.c.user_id == k.c.user_id))
-    found: dict[Key, dict[int, model.PageScore]] = defaultdict(dict)
-    # The hottest loop of an evaluation (one row per learner and page): plain tuples, fetched
-    # at once, and repeated float values converted once.
-    for section_id, user_id, resource_id, score, out_of in conn.execute(query).all():
-        found[(section_id, user_id)][resource_id] = model.PageScore(exact(score), exact(out_of))
-    return found
+    ra, sr = resource_accesses, section_resources
+    query = (
+        sa.select(
+            ra.c.section_id,
+            ra.c.user_id,
+            sa.func.array_agg(ra.c.resource_id),
+            sa.func.array_agg(ra.c.score),
+            sa.func.array_agg(ra.c.out_of),
+        )
+        .join(k, sa.and_(ra.c.section_id == k.c.section_id, ra.c.user_id == k.c.user_id))
+        .join(
+            sr,
+            sa.and_(
+                sr.c.section_id == ra.c.section_id,
+                sr.c.resource_id == ra.c.resource_id,
+                sr.c.resource_type_id == PAGE_RESOURCE_TYPE,
+            ),
+        )
+        .group_by(ra.c.section_id, ra.c.user_id)
+    )
+    page_score = model.PageScore
+    return {
+        (section_id, user_id): {
+            resource_id: page_score(exact(score), exact(out_of))
+            for resource_id, score, out_of in zip(resource_ids, scores, outs, strict=True)
+        }
+        for section_id, user_id, resource_ids, scores, outs in conn.execute(query).all()
+    }
 
 
 def _grant_for_section(

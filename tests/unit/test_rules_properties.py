@@ -161,7 +161,7 @@ def _raised(page: PageScore, bump: Decimal) -> PageScore:
     points = Decimal(0) if page.score is None else page.score
     if not points.is_finite():
         return page
-    return replace(page, score=points + bump)
+    return page._replace(score=points + bump)
 
 
 @given(likely_transitions(), st.data())
