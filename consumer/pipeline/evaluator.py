@@ -4,11 +4,11 @@ Several evaluator processes can run at once: a claim leases rows with SKIP LOCKE
 evaluators never hold the same key, and a crashed one's lease expires. The transitions, their
 outbox events and the release of the keys commit together.
 
-It does not poll. With nothing due it sleeps until the next key falls due (plus a short linger,
-so keys falling due together share one batch), on a connection that LISTENs for new triggers:
-a notification means a key due one quiet window from now at the earliest, so the sleep is
-shortened to that and no statement is run for it. An idle evaluator runs two statements per
-``idle_sleep_seconds`` (ADR 0013).
+It does not poll. Each claim also says when the next key falls due; the evaluator then sleeps
+until that moment plus a short linger (so keys falling due together share one batch) on a
+connection that LISTENs for new triggers: a notification means a key due one quiet window from
+now at the earliest, so the sleep is shortened to that and no statement is run for it. An idle
+evaluator runs one claim per ``idle_sleep_seconds`` (ADR 0013).
 """
 
 from __future__ import annotations
@@ -61,6 +61,8 @@ class EvaluatorLoop:
         self._gauges_at = 0.0
         self._conn: sa.Connection | None = None
         self._listener: Listener | None = None
+        self._claimed_at = 0.0
+        self._next_due: float | None = None
 
     def run(self) -> None:
         try:
@@ -89,20 +91,24 @@ class EvaluatorLoop:
         return self._evaluate_due() > 0
 
     def _turn(self) -> bool:
-        """One batch; True when it was full, so more keys may be due right now."""
+        """One batch; True when more keys are due right now."""
         if self._listener is not None:
             self._listener.drain()  # notifications of triggers this batch will see anyway
-        return self._evaluate_due() >= self._settings.evaluation_batch_size
+        self._evaluate_due()
+        return self._next_due is not None and self._next_due <= 0
 
     def _evaluate_due(self) -> int:
-        """Claim, evaluate and release one batch of due keys; the number claimed."""
+        """Claim, evaluate and release one batch of due keys; the number claimed. Remembers
+        when the next key falls due (``_next_due``, seconds from ``_claimed_at``)."""
         self._refresh_gauges()
         with self._engine.begin() as conn:
-            claims = debounce.claim_due(
+            claimed = debounce.claim(
                 conn,
                 limit=self._settings.evaluation_batch_size,
                 lease=self._settings.lease_seconds,
             )
+        self._claimed_at, self._next_due = time.monotonic(), claimed.next_due_in
+        claims = claimed.claims
         if not claims:
             return 0
         started = time.perf_counter()
@@ -123,24 +129,23 @@ class EvaluatorLoop:
         """Sleep until the next key is due plus the linger, at most ``idle_sleep_seconds``; a
         notification of new triggers brings the wake-up forward to one quiet window from now
         (no key it announces is due earlier)."""
-        listener, conn = self._listening()
-        due_in = debounce.next_due_in(conn)
-        conn.commit()
+        listener = self._listening()
         settings = self._settings
         linger = settings.evaluation_linger_seconds
         cap = settings.idle_sleep_seconds
+        due_in = self._next_due
         wait = cap if due_in is None else min(cap, max(due_in, 0.0) + linger)
-        deadline = time.monotonic() + wait
+        deadline = self._claimed_at + wait
         soonest = settings.quiet_window_seconds + linger
         stop, beat = self._stop, self._beat
         while wait_for(listener.wait, deadline - time.monotonic(), stop=stop, beat=beat):
             deadline = min(deadline, time.monotonic() + soonest)
 
-    def _listening(self) -> tuple[Listener, sa.Connection]:
-        if self._listener is None or self._conn is None:
+    def _listening(self) -> Listener:
+        if self._listener is None:
             self._conn = self._engine.connect()
             self._listener = Listener(self._conn, PENDING)
-        return self._listener, self._conn
+        return self._listener
 
     def _drop_listener(self) -> None:
         conn, self._conn, self._listener = self._conn, None, None

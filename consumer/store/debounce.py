@@ -43,21 +43,38 @@ _REMAINING = sa.text(
     """
 )
 
+# The claim also says when the next key falls due, so an evaluator knows how long it may sleep
+# without a statement of its own: the earliest unleased row it did not just claim (read through
+# the due_at index; rows under a live lease, at most a batch per evaluator, are skipped).
 _CLAIM = sa.text(
     """
-    UPDATE cert_consumer.pending_evaluations AS p
-    SET claimed_version = p.version,
-        lease_until = clock_timestamp() + make_interval(secs => :lease)
-    FROM (
+    WITH due AS (
         SELECT section_id, user_id FROM cert_consumer.pending_evaluations
         WHERE due_at <= clock_timestamp()
           AND (lease_until IS NULL OR lease_until < clock_timestamp())
         ORDER BY due_at
         LIMIT :limit
         FOR UPDATE SKIP LOCKED
-    ) AS due
-    WHERE p.section_id = due.section_id AND p.user_id = due.user_id
-    RETURNING p.section_id, p.user_id, p.version, p.triggers
+    ), claimed AS (
+        UPDATE cert_consumer.pending_evaluations AS p
+        SET claimed_version = p.version,
+            lease_until = clock_timestamp() + make_interval(secs => :lease)
+        FROM due
+        WHERE p.section_id = due.section_id AND p.user_id = due.user_id
+        RETURNING p.section_id, p.user_id, p.version, p.triggers
+    )
+    SELECT section_id, user_id, version, triggers, NULL::float8 AS next_due FROM claimed
+    UNION ALL
+    SELECT NULL, NULL, NULL, NULL, (
+        SELECT extract(epoch FROM n.due_at - clock_timestamp())::float8
+        FROM cert_consumer.pending_evaluations AS n
+        WHERE (n.lease_until IS NULL OR n.lease_until < clock_timestamp())
+          AND NOT EXISTS (
+              SELECT 1 FROM due WHERE due.section_id = n.section_id AND due.user_id = n.user_id
+          )
+        ORDER BY n.due_at
+        LIMIT 1
+    )
     """
 )
 
@@ -78,16 +95,6 @@ _RELEASE = sa.text(
     """
 )
 
-
-# Read through the due_at index; rows under a live lease (at most a batch per evaluator) are
-# skipped on the way.
-_NEXT_DUE = sa.text(
-    """
-    SELECT extract(epoch FROM due_at - clock_timestamp()) FROM cert_consumer.pending_evaluations
-    WHERE lease_until IS NULL OR lease_until < clock_timestamp()
-    ORDER BY due_at LIMIT 1
-    """
-)
 
 _PARK = sa.text(
     """
@@ -240,17 +247,25 @@ def count_expansion(conn: sa.Connection, section_ids: Sequence[int]) -> int:
     return int(conn.execute(sa.select(sa.func.count()).select_from(keys)).scalar_one())
 
 
-def claim_due(conn: sa.Connection, *, limit: int, lease: float) -> list[Claim]:
-    """Lease up to ``limit`` due keys, oldest due first; rows leased by others are skipped."""
-    rows = conn.execute(_CLAIM, {"limit": limit, "lease": lease})
-    return [Claim(r.section_id, r.user_id, r.version, r.triggers) for r in rows]
+@dataclass(frozen=True)
+class Claimed:
+    """A claim's keys, and the seconds until the next key not among them falls due (0 or
+    less: due now; None: nothing else is pending outside a lease)."""
+
+    claims: list[Claim]
+    next_due_in: float | None
 
 
-def next_due_in(conn: sa.Connection) -> float | None:
-    """Seconds until the earliest claimable key falls due (0 or less: due now); None when
-    nothing is pending outside a lease. The evaluator sleeps that long instead of polling."""
-    seconds = conn.execute(_NEXT_DUE).scalar_one_or_none()
-    return None if seconds is None else float(seconds)
+def claim(conn: sa.Connection, *, limit: int, lease: float) -> Claimed:
+    """Lease up to ``limit`` due keys, oldest due first (rows leased by others are skipped),
+    and learn when the next one falls due, in one statement."""
+    claims, next_due = [], None
+    for r in conn.execute(_CLAIM, {"limit": limit, "lease": lease}):
+        if r.section_id is None:
+            next_due = r.next_due
+        else:
+            claims.append(Claim(r.section_id, r.user_id, r.version, r.triggers))
+    return Claimed(claims, next_due)
 
 
 def release(conn: sa.Connection, claims: Sequence[Claim]) -> None:

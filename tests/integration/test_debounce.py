@@ -30,7 +30,7 @@ def row(engine: sa.Engine) -> sa.Row:
 
 def claim(engine: sa.Engine, lease: float = 60) -> list[debounce.Claim]:
     with engine.begin() as conn:
-        return debounce.claim_due(conn, limit=100, lease=lease)
+        return debounce.claim(conn, limit=100, lease=lease).claims
 
 
 def make_due(engine: sa.Engine) -> None:
@@ -104,3 +104,24 @@ def test_a_section_wide_trigger_expands_to_enrolled_learners_only(engine) -> Non
         rows = conn.execute(sa.select(pending.c.user_id, pending.c.triggers)).all()
     assert touched == 2
     assert sorted(rows) == [(1, 2), (2, 1)]
+
+
+def next_due(engine: sa.Engine, limit: int = 100) -> tuple[list[tuple[int, int]], float | None]:
+    with engine.begin() as conn:
+        claimed = debounce.claim(conn, limit=limit, lease=60)
+    return [c.key for c in claimed.claims], claimed.next_due_in
+
+
+def test_a_claim_says_when_the_next_key_falls_due(engine) -> None:
+    assert next_due(engine) == ([], None)  # nothing pending: sleep as long as allowed
+    upsert(engine, KEY, quiet=30, max_wait=60)
+    keys, due_in = next_due(engine)
+    assert keys == [] and due_in is not None and 29 < due_in <= 30
+
+    make_due(engine)
+    upsert(engine, (1, 11), quiet=5, max_wait=60)
+    keys, due_in = next_due(engine, limit=1)
+    # The claimed key is not its own next due; the key still waiting is, five seconds out.
+    assert keys == [KEY] and due_in is not None and 4 < due_in <= 5
+    keys, due_in = next_due(engine)
+    assert keys == [] and due_in is not None and 4 < due_in <= 5  # the leased key is skipped

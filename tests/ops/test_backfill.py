@@ -151,7 +151,7 @@ def evaluate_pass(engine: sa.Engine, batch: debounce.TriggerBatch) -> int:
     with engine.begin() as conn:
         debounce.upsert(conn, batch, quiet=0, max_wait=0)
     with engine.begin() as conn:
-        claims = debounce.claim_due(conn, limit=100, lease=30)
+        claims = debounce.claim(conn, limit=100, lease=30).claims
     with engine.begin() as conn:
         result = evaluate_keys(conn, [c.key for c in claims], now=NOW)
         debounce.release(conn, claims)
