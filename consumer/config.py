@@ -126,6 +126,12 @@ class Settings:
     consume_batch_size: int = _setting(
         "CONSUME_BATCH_SIZE", 2000, "Records per consume() call and per pending upsert."
     )
+    ingest_linger_seconds: float = _setting(
+        "INGEST_LINGER_SECONDS",
+        0.05,
+        "How long ingest waits after a batch's first record for more, so a trickle of events "
+        "shares one upsert (latency added at most this; 0: take only what is already fetched).",
+    )
     evaluation_batch_size: int = _setting(
         "EVALUATION_BATCH_SIZE", 500, "Due keys claimed and evaluated per transaction."
     )
@@ -301,6 +307,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "failed_retry_seconds": _parse_float,
     "idle_sleep_seconds": _parse_float,
     "evaluation_linger_seconds": _parse_float,
+    "ingest_linger_seconds": _parse_float,
     "shutdown_timeout_seconds": _parse_float,
     "max_backoff_seconds": _parse_float,
     "startup_timeout_seconds": _parse_float,

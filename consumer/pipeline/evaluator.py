@@ -100,8 +100,8 @@ class EvaluatorLoop:
     def _evaluate_due(self) -> int:
         """Claim, evaluate and release one batch of due keys; the number claimed. Remembers
         when the next key falls due (``_next_due``, seconds from ``_claimed_at``)."""
-        self._refresh_gauges()
         with self._engine.begin() as conn:
+            self._refresh_gauges(conn)
             claimed = debounce.claim(
                 conn,
                 limit=self._settings.evaluation_batch_size,
@@ -208,11 +208,11 @@ class EvaluatorLoop:
                 self._metrics.no_change_reasons.labels(decision.reason.value).inc()
         log.debug("batch_evaluated", keys=len(claims), transitions=transitions)
 
-    def _refresh_gauges(self) -> None:
+    def _refresh_gauges(self, conn: sa.Connection) -> None:
+        """Every few seconds, in the claim's transaction (no round trip of its own)."""
         if time.monotonic() - self._gauges_at < _GAUGE_INTERVAL_SECONDS:
             return
         self._gauges_at = time.monotonic()
-        with self._engine.connect() as conn:
-            stats = debounce.stats(conn)
+        stats = debounce.stats(conn)
         self._metrics.pending_keys.set(stats.pending)
         self._metrics.oldest_due_age.set(stats.oldest_due_age_s)

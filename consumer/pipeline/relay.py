@@ -233,8 +233,7 @@ class RelayLoop:
         if time.monotonic() - self._gauges_at < 5.0:
             return
         self._gauges_at = time.monotonic()
-        backlog = outbox.backlog(conn)
-        conn.commit()
+        backlog = outbox.backlog(conn)  # committed with the read of the queue that follows
         self._metrics.outbox_backlog.set(backlog.unpublished)
         self._metrics.outbox_set_aside.set(backlog.set_aside)
         self._metrics.outbox_oldest_age.set(backlog.oldest_age_s)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import pwd
+import shlex
 import shutil
 import socket
 import subprocess
@@ -56,6 +57,8 @@ class LocalPostgres:
     data_dir: Path
     port: int = field(default_factory=free_port)
     logical: bool = False  # wal_level=logical, for change-data-capture tests
+    # More server settings (name -> value), e.g. shared_preload_libraries for a benchmark.
+    server_settings: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
@@ -109,6 +112,8 @@ class LocalPostgres:
             self._pg("initdb", "--auth=trust", "-U", "postgres", "--encoding=utf8", user=user)
         if not self.is_running():
             extra = _LOGICAL_SETTINGS if self.logical else _FAST_COMMIT
+            for name, value in self.server_settings.items():
+                extra += f" -c {shlex.quote(f'{name}={value}')}"
             options = f"-h 127.0.0.1 -p {self.port} -k {self.data_dir} {_SERVER_SETTINGS} {extra}"
             log = str(self.data_dir / "server.log")
             self._pg("pg_ctl", "-w", "-t", "60", "-l", log, "-o", options, "start", user=user)
