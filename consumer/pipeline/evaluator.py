@@ -53,6 +53,7 @@ class EvaluatorLoop:
         self._dependencies = dependencies
         self._retry_log = Throttled(log)
         self._engine = engine
+        self._one_statement = database.autocommit(engine)  # claims, gauges, the listener
         self._settings = settings
         self._metrics = metrics
         self._stop = stop
@@ -100,7 +101,7 @@ class EvaluatorLoop:
     def _evaluate_due(self) -> int:
         """Claim, evaluate and release one batch of due keys; the number claimed. Remembers
         when the next key falls due (``_next_due``, seconds from ``_claimed_at``)."""
-        with self._engine.begin() as conn:
+        with self._one_statement.connect() as conn:
             self._refresh_gauges(conn)
             claimed = debounce.claim(
                 conn,
@@ -143,7 +144,7 @@ class EvaluatorLoop:
 
     def _listening(self) -> Listener:
         if self._listener is None:
-            self._conn = self._engine.connect()
+            self._conn = self._one_statement.connect()
             self._listener = Listener(self._conn, PENDING)
         return self._listener
 
@@ -209,7 +210,7 @@ class EvaluatorLoop:
         log.debug("batch_evaluated", keys=len(claims), transitions=transitions)
 
     def _refresh_gauges(self, conn: sa.Connection) -> None:
-        """Every few seconds, in the claim's transaction (no round trip of its own)."""
+        """Every few seconds, on the claim's connection, just before the claim."""
         if time.monotonic() - self._gauges_at < _GAUGE_INTERVAL_SECONDS:
             return
         self._gauges_at = time.monotonic()

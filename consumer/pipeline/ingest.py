@@ -45,7 +45,7 @@ from consumer.pipeline.batches import (
     partition_lag,
 )
 from consumer.pipeline.looping import Backoff, first_line, is_transient
-from consumer.store import debounce
+from consumer.store import database, debounce
 from consumer.store.grants import Transition
 
 log = structlog.get_logger("consumer.pipeline.ingest")
@@ -90,6 +90,7 @@ class IngestLoop:
         self._dlq = dlq_producer
         self._codec = codec
         self._engine = engine
+        self._one_statement = database.autocommit(engine)
         self._settings = settings
         self._metrics = metrics
         self._stop = stop
@@ -240,7 +241,8 @@ class IngestLoop:
 
     def _handle(self, messages: list[Message], first_seen: datetime) -> None:
         decoded = decode_batch(self._codec, messages, self._routes)
-        with self._engine.begin() as conn:
+        # Most batches are one upsert, atomic alone; announcements join it in one transaction.
+        with (self._engine if decoded.earned else self._one_statement).begin() as conn:
             debounce.upsert(
                 conn,
                 decoded.triggers,

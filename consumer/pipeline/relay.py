@@ -107,7 +107,8 @@ class RelayLoop:
 
     def _step_with_lock(self) -> bool:
         if self._conn is None:
-            conn = self._engine.connect()
+            # Every statement of the relay's session is one alone (read the queue, mark it).
+            conn = database.autocommit(self._engine).connect()
             if not outbox.try_relay_lock(conn):
                 conn.close()
                 return False  # another relay is active; wait and try again
@@ -233,7 +234,7 @@ class RelayLoop:
         if time.monotonic() - self._gauges_at < 5.0:
             return
         self._gauges_at = time.monotonic()
-        backlog = outbox.backlog(conn)  # committed with the read of the queue that follows
+        backlog = outbox.backlog(conn)
         self._metrics.outbox_backlog.set(backlog.unpublished)
         self._metrics.outbox_set_aside.set(backlog.set_aside)
         self._metrics.outbox_oldest_age.set(backlog.oldest_age_s)

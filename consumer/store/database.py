@@ -33,3 +33,11 @@ def discard(conn: sa.Connection) -> None:
     with contextlib.suppress(Exception):
         conn.invalidate()
         conn.close()
+
+
+def autocommit(engine: sa.Engine) -> sa.Engine:
+    """The same pool, each statement its own transaction: for work that is one statement (the
+    debounce upsert, a claim, the relay's queue), where BEGIN and COMMIT would be two round
+    trips more than the statement itself. A connection from it holds no transaction open, which
+    a LISTENing connection needs (notifications arrive between transactions)."""
+    return engine.execution_options(isolation_level="AUTOCOMMIT")

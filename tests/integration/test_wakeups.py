@@ -82,12 +82,12 @@ def evaluator(engine: sa.Engine, database_url: str) -> Iterator[Callable[[float]
 
 
 def listening_evaluators(engine: sa.Engine) -> int:
-    """Other sessions of this database idle for a while since their last commit: the
-    evaluator's listening connection, asleep (it is its only connection once idle)."""
+    """Sessions of this database asleep on LISTEN for a while: the evaluator's listening
+    connection, which runs nothing else, once it has gone to sleep."""
     with engine.connect() as conn:
         query = sa.text(
             "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-            "AND pid <> pg_backend_pid() AND state = 'idle' AND query = 'COMMIT' "
+            "AND state = 'idle' AND query LIKE 'LISTEN %' "
             "AND clock_timestamp() - state_change > interval '0.5 seconds'"
         )
         return int(conn.execute(query).scalar_one())
