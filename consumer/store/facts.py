@@ -7,8 +7,10 @@ share its batch. Reads only; turns database values into the pure types of ``cons
 
 from __future__ import annotations
 
+import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
+from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -180,7 +182,7 @@ def _load_scores(conn: sa.Connection, keys: Sequence[Key]) -> dict[Key, dict[int
         )
         .group_by(ra.c.section_id, ra.c.user_id)
     )
-    page_score = model.PageScore
+    page_score = _page_score
     return {
         (section_id, user_id): {
             resource_id: page_score(exact(score), exact(out_of))
@@ -188,6 +190,13 @@ def _load_scores(conn: sa.Connection, keys: Sequence[Key]) -> dict[Key, dict[int
         }
         for section_id, user_id, resource_ids, scores, outs in conn.execute(query).all()
     }
+
+
+@functools.lru_cache(maxsize=65536)
+def _page_score(score: float | Decimal | None, out_of: float | Decimal | None) -> model.PageScore:
+    """One shared, immutable PageScore per stored pair: scores repeat (a class has few distinct
+    out_of values and many equal scores), and building them was a hot spot."""
+    return model.PageScore(exact(score), exact(out_of))
 
 
 def _grant_for_section(
