@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
@@ -18,12 +19,10 @@ from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import insert
 
 from consumer.events.catalogue import EventType
 from consumer.events.envelope import format_key
 from consumer.store.grants import Transition
-from consumer.store.service_tables import outbox
 from consumer.store.torus import (
     CONTENT_DEVELOPER_ROLE,
     INSTRUCTOR_ROLE,
@@ -73,6 +72,20 @@ _TRANSITIONS_SINCE = sa.text(
     """
 )
 _TOTAL = sa.text("SELECT count(*) FROM cert_consumer.outbox")
+# One statement text whatever the batch size (bound arrays, in order, so ids follow the
+# transitions): a multi-row VALUES list was a new statement to parse for every batch size.
+_INSERT = sa.text(
+    """
+    INSERT INTO cert_consumer.outbox (event_id, event_type, message_key, payload)
+    SELECT r.event_id, r.event_type, r.message_key, r.payload
+    FROM unnest(CAST(:event_ids AS uuid[]), CAST(:types AS text[]), CAST(:keys AS text[]),
+                CAST(:payloads AS jsonb[])) WITH ORDINALITY
+         AS r(event_id, event_type, message_key, payload, n)
+    ORDER BY r.n
+    ON CONFLICT (event_id) DO NOTHING
+    RETURNING event_id
+    """
+)
 _TRY_LOCK = sa.text("SELECT pg_try_advisory_lock(:k)")
 
 
@@ -207,20 +220,14 @@ def write(conn: sa.Connection, transitions: Sequence[Transition]) -> Written:
                 unaddressed.append(t)
         else:
             payload["cause"] = t.cause.value.upper()
-        rows.append(
-            {
-                "event_id": t.event_id,
-                "event_type": t.event_type.value,
-                "message_key": format_key(t.section_id, t.user_id).decode(),
-                "payload": payload,
-            }
-        )
-    statement = (
-        insert(outbox)
-        .on_conflict_do_nothing(index_elements=["event_id"])
-        .returning(outbox.c.event_id)
-    )
-    new = frozenset(conn.execute(statement, rows).scalars())
+        rows.append(payload)
+    params = {
+        "event_ids": [t.event_id for t in transitions],
+        "types": [t.event_type.value for t in transitions],
+        "keys": [format_key(t.section_id, t.user_id).decode() for t in transitions],
+        "payloads": [json.dumps(payload) for payload in rows],
+    }
+    new = frozenset(conn.execute(_INSERT, params).scalars())
     return Written(new, tuple(unaddressed))
 
 
