@@ -128,9 +128,14 @@ class Settings:
     )
     ingest_linger_seconds: float = _setting(
         "INGEST_LINGER_SECONDS",
-        0.05,
-        "How long ingest waits after a batch's first record for more, so a trickle of events "
-        "shares one upsert (latency added at most this; 0: take only what is already fetched).",
+        0.25,
+        "Longest ingest waits after a batch's first record for INGEST_MIN_BATCH records, so a "
+        "trickle of events shares one upsert (0: take only what is already fetched).",
+    )
+    ingest_min_batch: int = _setting(
+        "INGEST_MIN_BATCH",
+        20,
+        "Records that make a batch at once, without waiting out the ingest linger.",
     )
     evaluation_batch_size: int = _setting(
         "EVALUATION_BATCH_SIZE", 500, "Due keys claimed and evaluated per transaction."
@@ -153,9 +158,14 @@ class Settings:
     )
     evaluation_linger_seconds: float = _setting(
         "EVALUATION_LINGER_SECONDS",
-        0.1,
-        "How long the evaluator waits past a key's due time for more keys to fall due, so a "
-        "trickle of keys is evaluated in batches (latency added at most this).",
+        1.0,
+        "Longest a due key waits for others to fall due, so a trickle of keys is evaluated in "
+        "batches; a batch starts as soon as EVALUATION_MIN_BATCH keys are due.",
+    )
+    evaluation_min_batch: int = _setting(
+        "EVALUATION_MIN_BATCH",
+        8,
+        "Due keys that start an evaluation at once, without waiting out the linger.",
     )
     shutdown_timeout_seconds: float = _setting(
         "SHUTDOWN_TIMEOUT_SECONDS", 25.0, "Bound on a graceful stop after SIGTERM."
@@ -307,7 +317,9 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "failed_retry_seconds": _parse_float,
     "idle_sleep_seconds": _parse_float,
     "evaluation_linger_seconds": _parse_float,
+    "evaluation_min_batch": _parse_positive_int,
     "ingest_linger_seconds": _parse_float,
+    "ingest_min_batch": _parse_positive_int,
     "shutdown_timeout_seconds": _parse_float,
     "max_backoff_seconds": _parse_float,
     "startup_timeout_seconds": _parse_float,

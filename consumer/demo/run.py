@@ -55,6 +55,8 @@ def _settings(database_url: str, bootstrap: str) -> Settings:
         quiet_window_seconds=0.5,
         max_wait_seconds=3.0,
         idle_sleep_seconds=0.05,
+        evaluation_linger_seconds=0.05,
+        ingest_linger_seconds=0.05,
         metrics_port=0,
         shutdown_timeout_seconds=15.0,
     )

@@ -36,6 +36,17 @@ LOOP = "evaluate"
 _GAUGE_INTERVAL_SECONDS = 5.0
 
 
+def batch_wait(
+    next_due: float | None, batch_due: float | None, linger: float, cap: float
+) -> float:
+    """Seconds to sleep from the claim: until the batch's keys are due or the first has
+    lingered, whichever comes first, never more than ``cap`` nor less than 0."""
+    if next_due is None:
+        return cap
+    due = next_due + linger if batch_due is None else min(next_due + linger, batch_due)
+    return max(0.0, min(cap, due))
+
+
 class EvaluatorLoop:
     """Turns due pending keys into decisions and transitions."""
 
@@ -64,6 +75,7 @@ class EvaluatorLoop:
         self._listener: Listener | None = None
         self._claimed_at = 0.0
         self._next_due: float | None = None
+        self._batch_due: float | None = None
 
     def run(self) -> None:
         try:
@@ -92,11 +104,10 @@ class EvaluatorLoop:
         return self._evaluate_due() > 0
 
     def _turn(self) -> bool:
-        """One batch; True when more keys are due right now."""
+        """One batch; True when it was full (more keys are due right now)."""
         if self._listener is not None:
             self._listener.drain()  # notifications of triggers this batch will see anyway
-        self._evaluate_due()
-        return self._next_due is not None and self._next_due <= 0
+        return self._evaluate_due() >= self._settings.evaluation_batch_size
 
     def _evaluate_due(self) -> int:
         """Claim, evaluate and release one batch of due keys; the number claimed. Remembers
@@ -107,8 +118,10 @@ class EvaluatorLoop:
                 conn,
                 limit=self._settings.evaluation_batch_size,
                 lease=self._settings.lease_seconds,
+                min_batch=self._settings.evaluation_min_batch,
             )
-        self._claimed_at, self._next_due = time.monotonic(), claimed.next_due_in
+        self._claimed_at = time.monotonic()
+        self._next_due, self._batch_due = claimed.next_due_in, claimed.batch_due_in
         claims = claimed.claims
         if not claims:
             return 0
@@ -127,15 +140,14 @@ class EvaluatorLoop:
 
     # -- sleeping until there is work -----------------------------------------------------------
     def _sleep(self) -> None:
-        """Sleep until the next key is due plus the linger, at most ``idle_sleep_seconds``; a
-        notification of new triggers brings the wake-up forward to one quiet window from now
-        (no key it announces is due earlier)."""
+        """Sleep until a batch is due: ``evaluation_min_batch`` keys, or the next key once it
+        has lingered; at most ``idle_sleep_seconds``. A notification of new triggers brings
+        the wake-up forward to one quiet window and a linger from now at the latest (no key it
+        announces is due earlier than a quiet window)."""
         listener = self._listening()
         settings = self._settings
         linger = settings.evaluation_linger_seconds
-        cap = settings.idle_sleep_seconds
-        due_in = self._next_due
-        wait = cap if due_in is None else min(cap, max(due_in, 0.0) + linger)
+        wait = batch_wait(self._next_due, self._batch_due, linger, settings.idle_sleep_seconds)
         deadline = self._claimed_at + wait
         soonest = settings.quiet_window_seconds + linger
         stop, beat = self._stop, self._beat

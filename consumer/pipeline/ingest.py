@@ -52,7 +52,6 @@ log = structlog.get_logger("consumer.pipeline.ingest")
 LOOP = "ingest"
 _LAG_TIMEOUT = 2.0
 _POLL_SECONDS = 0.5  # the longest a stop or a lag refresh waits on an idle topic
-_TRICKLE_SHARE = 10  # fewer records fetched than a tenth of a batch: linger for more
 
 
 def _too_large(err: KafkaError | None) -> bool:
@@ -176,20 +175,22 @@ class IngestLoop:
             self._close()
 
     def _consume(self) -> list[Message]:
-        """Wait up to 0.5 s for the first record, take what else is already fetched, and only
-        when that is a trickle wait up to the linger for more: ``consume(n, timeout)`` alone
-        waits the whole timeout unless n records are there (every quiet-hour trigger was 0.5 s
-        late), taking only what is fetched made a trickle of events one upsert each, and
-        lingering on every batch held a backlog's batches back (11% of the ingest's time)."""
+        """Wait up to 0.5 s for the first record, take what else is already fetched, and when
+        that is fewer than ``ingest_min_batch`` wait up to the linger for that many (as a
+        producer's linger): ``consume(n, timeout)`` alone waits the whole timeout unless n
+        records are there (every quiet-hour trigger was 0.5 s late), taking only what is
+        fetched made a trickle of events one upsert each, and lingering for a whole batch held
+        a backlog back (11% of the ingest's time)."""
         try:
             first = self._consumer.poll(_POLL_SECONDS)
             if first is None:
                 return []
             more = self._settings.consume_batch_size - 1
             rest = self._consumer.consume(more, timeout=0) if more else []
+            short = min(self._settings.ingest_min_batch, more + 1) - 1 - len(rest)
             linger = self._settings.ingest_linger_seconds
-            if linger > 0 and len(rest) < more // _TRICKLE_SHARE:
-                rest += self._consumer.consume(more - len(rest), timeout=linger)
+            if linger > 0 and short > 0:
+                rest += self._consumer.consume(short, timeout=linger)
         except KafkaException as exc:
             raise FatalError(f"Kafka consumer failed: {exc}") from exc
         batch = [first, *rest]

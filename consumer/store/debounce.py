@@ -43,9 +43,10 @@ _REMAINING = sa.text(
     """
 )
 
-# The claim also says when the next key falls due, so an evaluator knows how long it may sleep
-# without a statement of its own: the earliest unleased row it did not just claim (read through
-# the due_at index; rows under a live lease, at most a batch per evaluator, are skipped).
+# The claim also says when the next key falls due, and when the first ``min_batch`` keys will
+# have, so an evaluator knows how long it may sleep without a statement of its own: unleased
+# rows it did not just claim, read through the due_at index (rows under a live lease, at most a
+# batch per evaluator, are skipped on the way).
 _CLAIM = sa.text(
     """
     WITH due AS (
@@ -62,19 +63,21 @@ _CLAIM = sa.text(
         FROM due
         WHERE p.section_id = due.section_id AND p.user_id = due.user_id
         RETURNING p.section_id, p.user_id, p.version, p.triggers
-    )
-    SELECT section_id, user_id, version, triggers, NULL::float8 AS next_due FROM claimed
-    UNION ALL
-    SELECT NULL, NULL, NULL, NULL, (
-        SELECT extract(epoch FROM n.due_at - clock_timestamp())::float8
+    ), waiting AS (
+        SELECT extract(epoch FROM n.due_at - clock_timestamp())::float8 AS seconds
         FROM cert_consumer.pending_evaluations AS n
         WHERE (n.lease_until IS NULL OR n.lease_until < clock_timestamp())
           AND NOT EXISTS (
               SELECT 1 FROM due WHERE due.section_id = n.section_id AND due.user_id = n.user_id
           )
         ORDER BY n.due_at
-        LIMIT 1
+        LIMIT :batch_limit
     )
+    SELECT section_id, user_id, version, triggers, NULL::float8 AS next_due,
+           NULL::float8 AS batch_due FROM claimed
+    UNION ALL
+    SELECT NULL, NULL, NULL, NULL, (SELECT seconds FROM waiting ORDER BY seconds LIMIT 1),
+           (SELECT seconds FROM waiting ORDER BY seconds OFFSET :batch_offset LIMIT 1)
     """
 )
 
@@ -249,23 +252,32 @@ def count_expansion(conn: sa.Connection, section_ids: Sequence[int]) -> int:
 
 @dataclass(frozen=True)
 class Claimed:
-    """A claim's keys, and the seconds until the next key not among them falls due (0 or
-    less: due now; None: nothing else is pending outside a lease)."""
+    """A claim's keys; the seconds until the next key not among them falls due, and until the
+    first ``min_batch`` of them have (0 or less: due now; None: nothing, or fewer, pending
+    outside a lease)."""
 
     claims: list[Claim]
     next_due_in: float | None
+    batch_due_in: float | None = None
 
 
-def claim(conn: sa.Connection, *, limit: int, lease: float) -> Claimed:
+def claim(conn: sa.Connection, *, limit: int, lease: float, min_batch: int = 1) -> Claimed:
     """Lease up to ``limit`` due keys, oldest due first (rows leased by others are skipped),
-    and learn when the next one falls due, in one statement."""
-    claims, next_due = [], None
-    for r in conn.execute(_CLAIM, {"limit": limit, "lease": lease}):
+    and learn when the next one and the next ``min_batch`` fall due, in one statement."""
+    claims: list[Claim] = []
+    next_due = batch_due = None
+    params = {
+        "limit": limit,
+        "lease": lease,
+        "batch_limit": min_batch,
+        "batch_offset": min_batch - 1,
+    }
+    for r in conn.execute(_CLAIM, params):
         if r.section_id is None:
-            next_due = r.next_due
+            next_due, batch_due = r.next_due, r.batch_due
         else:
             claims.append(Claim(r.section_id, r.user_id, r.version, r.triggers))
-    return Claimed(claims, next_due)
+    return Claimed(claims, next_due, batch_due)
 
 
 def release(conn: sa.Connection, claims: Sequence[Claim]) -> None:

@@ -65,6 +65,8 @@ def service_env(database_url: str, bootstrap: str, topics: Topics, **extra: str)
         "CERT_CONSUMER_QUIET_WINDOW_SECONDS": "0.5",
         "CERT_CONSUMER_MAX_WAIT_SECONDS": "5",
         "CERT_CONSUMER_IDLE_SLEEP_SECONDS": "0.05",
+        "CERT_CONSUMER_EVALUATION_LINGER_SECONDS": "0.05",
+        "CERT_CONSUMER_INGEST_LINGER_SECONDS": "0.05",
         "CERT_CONSUMER_MAX_BACKOFF_SECONDS": "1",
         "CERT_CONSUMER_SHUTDOWN_TIMEOUT_SECONDS": "15",
         "CERT_CONSUMER_LOG_FORMAT": "json",

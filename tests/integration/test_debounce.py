@@ -125,3 +125,14 @@ def test_a_claim_says_when_the_next_key_falls_due(engine) -> None:
     assert keys == [KEY] and due_in is not None and 4 < due_in <= 5
     keys, due_in = next_due(engine)
     assert keys == [] and due_in is not None and 4 < due_in <= 5  # the leased key is skipped
+
+
+def test_a_claim_says_when_a_batch_will_be_due(engine) -> None:
+    for user_id, quiet in ((11, 5), (12, 6), (13, 7)):
+        upsert(engine, (1, user_id), quiet=quiet, max_wait=60)
+    with engine.begin() as conn:
+        two = debounce.claim(conn, limit=100, lease=60, min_batch=2)
+        four = debounce.claim(conn, limit=100, lease=60, min_batch=4)
+    assert two.next_due_in is not None and 4 < two.next_due_in <= 5
+    assert two.batch_due_in is not None and 5 < two.batch_due_in <= 6  # the second key's due
+    assert four.batch_due_in is None  # only three keys are pending: the linger decides

@@ -101,7 +101,9 @@ def test_unknown_section(seeded, database_url, capsys) -> None:
 @pytest.fixture
 def evaluator(seeded: sa.Engine) -> Iterator[None]:
     """The real evaluator loop, in a thread, for as long as the test runs."""
-    settings = load_settings({}, require_database=False, idle_sleep_seconds=0.05)
+    settings = load_settings(
+        {}, require_database=False, idle_sleep_seconds=0.05, evaluation_linger_seconds=0.05
+    )
     stop = threading.Event()
     metrics = Metrics()
     loop = EvaluatorLoop(
