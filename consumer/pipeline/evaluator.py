@@ -36,9 +36,7 @@ LOOP = "evaluate"
 _GAUGE_INTERVAL_SECONDS = 5.0
 
 
-def batch_wait(
-    next_due: float | None, batch_due: float | None, linger: float, cap: float
-) -> float:
+def batch_wait(next_due: float | None, batch_due: float | None, linger: float, cap: float) -> float:
     """Seconds to sleep from the claim: until the batch's keys are due or the first has
     lingered, whichever comes first, never more than ``cap`` nor less than 0."""
     if next_due is None:
