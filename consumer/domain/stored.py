@@ -17,12 +17,11 @@ from consumer.domain import model
 
 
 @functools.lru_cache(maxsize=65536)
-def exact(value: float | Decimal | None) -> Decimal | None:
+def exact(value: float | None) -> Decimal | None:
     """A float8 as the decimal it was written as (57.3 -> Decimal('57.3')), keeping NaN and
-    infinities visible so the rules can refuse them rather than compare them. A numeric column
-    (some Torus databases store scores so) is exact already."""
-    if value is None or isinstance(value, Decimal):
-        return value
+    infinities visible so the rules can refuse them rather than compare them."""
+    if value is None:
+        return None
     if not math.isfinite(value):
         return Decimal(value)
     return Decimal(repr(value))

@@ -4,11 +4,12 @@ Several evaluator processes can run at once: a claim leases rows with SKIP LOCKE
 evaluators never hold the same key, and a crashed one's lease expires. The transitions, their
 outbox events and the release of the keys commit together.
 
-It does not poll. Each claim also says when the next key falls due; the evaluator then sleeps
-until that moment plus a short linger (so keys falling due together share one batch) on a
-connection that LISTENs for new triggers: a notification means a key due one quiet window from
-now at the earliest, so the sleep is shortened to that and no statement is run for it. An idle
-evaluator runs one claim per ``idle_sleep_seconds`` (ADR 0013).
+It does not poll. Each claim also says when the next key falls due and when
+``evaluation_min_batch`` keys will have; the evaluator sleeps until that many are due or the
+next one has lingered ``evaluation_linger_seconds``, on a connection that LISTENs for new
+triggers: a notification means a key due one quiet window from now at the earliest, so it only
+brings the wake-up forward and no statement is run for it. An idle evaluator runs one claim per
+``idle_sleep_seconds`` (ADR 0013).
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ class EvaluatorLoop:
 
     def _evaluate_due(self) -> int:
         """Claim, evaluate and release one batch of due keys; the number claimed. Remembers
-        when the next key falls due (``_next_due``, seconds from ``_claimed_at``)."""
+        when the next key and the next batch fall due (seconds from ``_claimed_at``)."""
         with self._one_statement.connect() as conn:
             self._refresh_gauges(conn)
             claimed = debounce.claim(

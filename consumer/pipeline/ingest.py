@@ -185,12 +185,13 @@ class IngestLoop:
             first = self._consumer.poll(_POLL_SECONDS)
             if first is None:
                 return []
-            more = self._settings.consume_batch_size - 1
+            settings = self._settings
+            more = settings.consume_batch_size - 1
             rest = self._consumer.consume(more, timeout=0) if more else []
-            short = min(self._settings.ingest_min_batch, more + 1) - 1 - len(rest)
-            linger = self._settings.ingest_linger_seconds
-            if linger > 0 and short > 0:
-                rest += self._consumer.consume(short, timeout=linger)
+            # Records still wanted for a minimum batch (never more than a whole batch).
+            short = min(settings.ingest_min_batch, settings.consume_batch_size) - 1 - len(rest)
+            if settings.ingest_linger_seconds > 0 and short > 0:
+                rest += self._consumer.consume(short, timeout=settings.ingest_linger_seconds)
         except KafkaException as exc:
             raise FatalError(f"Kafka consumer failed: {exc}") from exc
         batch = [first, *rest]

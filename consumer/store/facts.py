@@ -10,7 +10,6 @@ from __future__ import annotations
 import functools
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from decimal import Decimal
 from typing import Any
 
 import sqlalchemy as sa
@@ -185,7 +184,7 @@ def _load_scores(conn: sa.Connection, keys: Sequence[Key]) -> dict[Key, dict[int
     page_score = _page_score
     return {
         (section_id, user_id): {
-            resource_id: page_score(exact(score), exact(out_of))
+            resource_id: page_score(score, out_of)
             for resource_id, score, out_of in zip(resource_ids, scores, outs, strict=True)
         }
         for section_id, user_id, resource_ids, scores, outs in conn.execute(query).all()
@@ -193,7 +192,7 @@ def _load_scores(conn: sa.Connection, keys: Sequence[Key]) -> dict[Key, dict[int
 
 
 @functools.lru_cache(maxsize=65536)
-def _page_score(score: float | Decimal | None, out_of: float | Decimal | None) -> model.PageScore:
+def _page_score(score: float | None, out_of: float | None) -> model.PageScore:
     """One shared, immutable PageScore per stored pair: scores repeat (a class has few distinct
     out_of values and many equal scores), and building them was a hot spot."""
     return model.PageScore(exact(score), exact(out_of))

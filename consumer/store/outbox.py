@@ -210,7 +210,7 @@ def write(conn: sa.Connection, transitions: Sequence[Transition]) -> Written:
         t.section_id for t in transitions if t.event_type is EventType.APPROVAL_REQUESTED
     ]
     recipients = load_recipients(conn, pending_sections)
-    rows = []
+    payloads = []
     unaddressed = []
     for t in transitions:
         payload = _payload(t, people.get(t.user_id), sections.get(t.section_id))
@@ -220,12 +220,12 @@ def write(conn: sa.Connection, transitions: Sequence[Transition]) -> Written:
                 unaddressed.append(t)
         else:
             payload["cause"] = t.cause.value.upper()
-        rows.append(payload)
+        payloads.append(payload)
     params = {
         "event_ids": [t.event_id for t in transitions],
         "types": [t.event_type.value for t in transitions],
         "keys": [format_key(t.section_id, t.user_id).decode() for t in transitions],
-        "payloads": [json.dumps(payload) for payload in rows],
+        "payloads": [json.dumps(payload) for payload in payloads],
     }
     new = frozenset(conn.execute(_INSERT, params).scalars())
     return Written(new, tuple(unaddressed))

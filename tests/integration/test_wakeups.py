@@ -4,35 +4,30 @@ one quiet window later."""
 
 from __future__ import annotations
 
-import threading
+import contextlib
 import time
 from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
 
 import pytest
 import sqlalchemy as sa
 
 from consumer.config import load_settings
-from consumer.observability.dependencies import Dependencies
 from consumer.observability.metrics import Metrics
-from consumer.pipeline.evaluator import EvaluatorLoop
 from consumer.store import debounce, torus
 from consumer.store.notifications import OUTBOX, Listener
 from consumer.store.service_tables import outbox
 from consumer.store.service_tables import pending_evaluations as pending
 from tests.integration.conftest import pass_completion, seed_section
+from tests.support import evaluator_running, wait_for
 
 pytestmark = pytest.mark.integration
 ASLEEP_FOR = 60.0  # an idle loop's longest sleep in these tests: far past every deadline
 
 
-def poll(condition: Callable[[], bool], *, within: float) -> float:
-    """Seconds until ``condition`` held; fails the test after ``within``."""
+def took(condition: Callable[[], bool]) -> float:
+    """Seconds until ``condition`` held (the test fails after 10 s)."""
     began = time.monotonic()
-    while not condition():
-        if time.monotonic() - began > within:
-            pytest.fail(f"not within {within} s")
-        time.sleep(0.02)
+    wait_for(condition, timeout=10, interval=0.02)
     return time.monotonic() - began
 
 
@@ -49,36 +44,18 @@ def granted(engine: sa.Engine) -> list[int]:
 @pytest.fixture
 def evaluator(engine: sa.Engine, database_url: str) -> Iterator[Callable[[float], Metrics]]:
     """Start the real evaluator loop in a thread with a given quiet window; stopped at the end."""
-    stop = threading.Event()
-    threads: list[threading.Thread] = []
+    with contextlib.ExitStack() as running:
 
-    def start(quiet: float) -> Metrics:
-        settings = load_settings(
-            {"CERT_CONSUMER_DATABASE_URL": database_url},
-            idle_sleep_seconds=ASLEEP_FOR,
-            quiet_window_seconds=quiet,
-            max_wait_seconds=60,
-        )
-        metrics = Metrics()
-        loop = EvaluatorLoop(
-            engine=engine,
-            settings=settings,
-            metrics=metrics,
-            stop=stop,
-            beat=lambda: None,
-            now=lambda: datetime.now(UTC),
-            dependencies=Dependencies(metrics.dependency_up),
-        )
-        thread = threading.Thread(target=loop.run, daemon=True)
-        thread.start()
-        threads.append(thread)
-        return metrics
+        def start(quiet: float) -> Metrics:
+            settings = load_settings(
+                {"CERT_CONSUMER_DATABASE_URL": database_url},
+                idle_sleep_seconds=ASLEEP_FOR,
+                quiet_window_seconds=quiet,
+                max_wait_seconds=60,
+            )
+            return running.enter_context(evaluator_running(engine, settings))
 
-    yield start
-    stop.set()
-    for thread in threads:
-        thread.join(timeout=10)
-        assert not thread.is_alive(), "the evaluator did not stop within 10 s of being asked"
+        yield start
 
 
 def listening_evaluators(engine: sa.Engine) -> int:
@@ -98,12 +75,11 @@ def test_an_idle_evaluator_is_woken_by_a_new_trigger(engine: sa.Engine, evaluato
         seed_section(conn, 31, [3101])
         pass_completion(conn, 31, 3101)
     evaluator(0.0)
-    poll(lambda: listening_evaluators(engine) == 1, within=10)  # asleep, nothing pending
+    took(lambda: listening_evaluators(engine) == 1)  # asleep, nothing pending
 
     trigger(engine, (31, 3101), quiet=0.0)
 
-    took = poll(lambda: granted(engine) == [3101], within=10)
-    assert took < 3.0  # not the 60 s sleep: the upsert's notification woke it
+    assert took(lambda: granted(engine) == [3101]) < 3.0  # not the 60 s sleep: notified
 
 
 def test_a_woken_evaluator_waits_the_quiet_window_then_evaluates(
@@ -113,13 +89,10 @@ def test_a_woken_evaluator_waits_the_quiet_window_then_evaluates(
         seed_section(conn, 32, [3201])
         pass_completion(conn, 32, 3201)
     evaluator(1.5)
-    poll(lambda: listening_evaluators(engine) == 1, within=10)
+    took(lambda: listening_evaluators(engine) == 1)
 
     trigger(engine, (32, 3201), quiet=1.5)
-    sent = time.monotonic()
-
-    poll(lambda: granted(engine) == [3201], within=10)
-    waited = time.monotonic() - sent
+    waited = took(lambda: granted(engine) == [3201])
     assert 1.4 < waited < 4.0  # due one quiet window later, evaluated then: not sooner, not 60 s
     with engine.connect() as conn:
         assert conn.execute(sa.select(sa.func.count()).select_from(pending)).scalar_one() == 0

@@ -3,7 +3,6 @@ nothing, --wait follows the real evaluator loop; and replayed triggers are harml
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -13,12 +12,10 @@ import sqlalchemy as sa
 from consumer.cli import main as cli
 from consumer.config import load_settings
 from consumer.evaluation import evaluate_keys
-from consumer.observability.dependencies import Dependencies
-from consumer.observability.metrics import Metrics
-from consumer.pipeline.evaluator import EvaluatorLoop
 from consumer.store import debounce
 from consumer.store.service_tables import outbox, pending_evaluations
 from consumer.testing import seeding
+from tests.support import evaluator_running
 
 pytestmark = pytest.mark.integration
 
@@ -104,22 +101,8 @@ def evaluator(seeded: sa.Engine) -> Iterator[None]:
     settings = load_settings(
         {}, require_database=False, idle_sleep_seconds=0.05, evaluation_linger_seconds=0.05
     )
-    stop = threading.Event()
-    metrics = Metrics()
-    loop = EvaluatorLoop(
-        engine=seeded,
-        settings=settings,
-        metrics=metrics,
-        stop=stop,
-        beat=lambda: None,
-        now=lambda: datetime.now(UTC),
-        dependencies=Dependencies(metrics.dependency_up),
-    )
-    thread = threading.Thread(target=loop.run, daemon=True)
-    thread.start()
-    yield
-    stop.set()
-    thread.join(timeout=10)
+    with evaluator_running(seeded, settings):
+        yield
 
 
 def test_wait_reports_transitions(seeded, database_url, capsys, evaluator) -> None:
