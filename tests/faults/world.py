@@ -150,7 +150,7 @@ class Triggers:
         )
 
     def flush(self) -> None:
-        assert self.producer.flush(60) == 0
+        assert self.producer.flush(120) == 0  # a restarted broker can take a while
 
 
 def rounds(world: World, triggers: Triggers, count: int, seed: int) -> Iterator[int]:

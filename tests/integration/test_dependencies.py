@@ -88,6 +88,9 @@ def test_a_long_database_outage_is_unready_not_stuck_and_lag_stays_true(
         CERT_CONSUMER_LAG_INTERVAL_SECONDS="1",
     )
     service = launch(env)
+    # Ready means the partitions are assigned: the lag gauge exists only for owned partitions,
+    # and a service stopped before that waits for the database at start (another test).
+    wait_for(lambda: probe(service, "/readyz")[0] == 200, timeout=60, what="ready")
     triggers = Triggers(kafka_bootstrap, topics, codec())
     server.stop()
     rng = random.Random(seed)
