@@ -6,6 +6,12 @@ never echoed. Any librdkafka property passes through as ``CERT_CONSUMER_KAFKA_<N
 dots written as underscores (``CERT_CONSUMER_KAFKA_SECURITY_PROTOCOL=SASL_SSL`` ->
 ``security.protocol``) and a literal underscore doubled (``CERT_CONSUMER_KAFKA_LOG__LEVEL`` ->
 ``log_level``); these apply to every Kafka client the service makes.
+
+Secrets come from the environment or from mounted files, as Kubernetes mounts a Secret: any
+variable may instead be given as ``<NAME>_FILE``, the path of a file holding its value
+(``CERT_CONSUMER_DATABASE_PASSWORD_FILE``, ``CERT_CONSUMER_KAFKA_SASL_PASSWORD_FILE``), never
+on a command line, where ``ps`` shows it. Settings never print a password: not in their repr,
+not in a problem reported here.
 """
 
 from __future__ import annotations
@@ -37,8 +43,22 @@ _REPLACED = {
 _RESERVED_KAFKA_NAMES = {"BOOTSTRAP_SERVERS"}
 
 
-def _setting(env: str, default: Any, doc: str) -> Any:
-    return field(default=default, metadata={"env": env, "doc": doc})
+FILE_SUFFIX = "_FILE"
+# librdkafka properties whose values are secrets: never shown (a repr, a problem, a log line).
+SECRET_KAFKA_PROPERTIES = frozenset(
+    {
+        "sasl.password",
+        "sasl.oauthbearer.client.secret",
+        "ssl.key.password",
+        "ssl.key.pem",
+        "ssl.keystore.password",
+        "ssl.truststore.password",
+    }
+)
+
+
+def _setting(env: str, default: Any, doc: str, *, secret: bool = False) -> Any:
+    return field(default=default, repr=not secret, metadata={"env": env, "doc": doc})
 
 
 @dataclass(frozen=True)
@@ -46,7 +66,18 @@ class Settings:
     """All configuration of the service; build it with ``load_settings``."""
 
     database_url: str = _setting(
-        "DATABASE_URL", "", "SQLAlchemy URL of the Torus database (postgresql+psycopg://...)."
+        "DATABASE_URL",
+        "",
+        "SQLAlchemy URL of the Torus database (postgresql+psycopg://user@host/db?sslmode="
+        "verify-full&sslrootcert=/path/ca.pem); its password is better given apart.",
+        secret=True,
+    )
+    database_password: str = _setting(
+        "DATABASE_PASSWORD",
+        "",
+        "Password of the URL's database role, kept out of the URL (from a Secret: "
+        "CERT_CONSUMER_DATABASE_PASSWORD_FILE); empty = the URL's own, if any.",
+        secret=True,
     )
     bootstrap_servers: str = _setting(
         "KAFKA_BOOTSTRAP_SERVERS", "localhost:9092", "Kafka bootstrap servers."
@@ -195,7 +226,7 @@ class Settings:
     roles: tuple[str, ...] = _setting(
         "ROLES", _ROLES, "Loops this process runs: ingest, evaluate, relay (comma-separated)."
     )
-    kafka_properties: Mapping[str, str] = field(default_factory=dict)
+    kafka_properties: Mapping[str, str] = field(default_factory=dict, repr=False)
 
     @property
     def accepted_types(self) -> Mapping[str, frozenset[EventType]]:
@@ -353,9 +384,9 @@ def load_settings(
     """Build Settings from ``environ`` (the process environment by default; the one place the
     service reads it) and explicit overrides, e.g. CLI flags; report all problems together so
     an operator fixes them in one round."""
-    environ = os.environ if environ is None else environ
+    given = os.environ if environ is None else environ
+    environ, problems = _read_secret_files(given)
     values: dict[str, Any] = {}
-    problems: list[str] = []
     for spec in fields(Settings):
         env = spec.metadata.get("env")
         if env is None or PREFIX + env not in environ:
@@ -365,7 +396,7 @@ def load_settings(
         try:
             values[spec.name] = parse(raw)
         except ValueError as exc:
-            shown = "<hidden>" if spec.name == "database_url" else repr(raw)
+            shown = repr(raw) if spec.repr else "<hidden>"
             problems.append(f"{PREFIX}{env}={shown}: {exc}")
     problems.extend(
         f"{PREFIX}{name} is no longer read; use {instead}"
@@ -373,15 +404,73 @@ def load_settings(
         if PREFIX + name in environ
     )
     values.update({k: v for k, v in overrides.items() if v is not None})
+    if overrides.get("database_url"):
+        problems.extend(_check_flag_url(values))
+    problems.extend(_merge_password(values))
     values["kafka_properties"] = kafka_passthrough(environ)
     settings = Settings(**values)
-    database_given = bool(settings.database_url) or PREFIX + "DATABASE_URL" in environ
+    database_given = bool(settings.database_url) or any(
+        PREFIX + name in given for name in ("DATABASE_URL", "DATABASE_URL" + FILE_SUFFIX)
+    )
     problems.extend(
         _cross_checks(settings, database_missing=require_database and not database_given)
     )
     if problems:
         raise ConfigError(problems)
     return settings
+
+
+def _read_secret_files(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The environment with each ``CERT_CONSUMER_<NAME>_FILE`` replaced by ``<NAME>`` holding
+    the file's content (one trailing newline dropped, as ``echo`` and editors leave one)."""
+    resolved = dict(environ)
+    problems = []
+    for name, path in environ.items():
+        if not (name.startswith(PREFIX) and name.endswith(FILE_SUFFIX)):
+            continue
+        target = name[: -len(FILE_SUFFIX)]
+        del resolved[name]
+        if target in environ:
+            problems.append(f"{target} and {name} are both set; give the value once")
+            continue
+        try:
+            content = Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+            problems.append(f"{name}={path!r}: cannot read the file ({reason})")
+            continue
+        resolved[target] = content.removesuffix("\n").removesuffix("\r")
+    return resolved, problems
+
+
+def _check_flag_url(values: dict[str, Any]) -> list[str]:
+    """A ``--database-url`` flag is parsed like the variable, and may not carry a password:
+    a command line is visible to every user of the machine in ``ps``."""
+    try:
+        values["database_url"] = _parse_database_url(values["database_url"])
+    except ValueError as exc:
+        return [f"--database-url {exc}"]
+    if sa.make_url(values["database_url"]).password is not None:
+        return [
+            "--database-url carries a password, which `ps` shows to every user: give it as "
+            f"{PREFIX}DATABASE_PASSWORD or {PREFIX}DATABASE_PASSWORD_FILE instead"
+        ]
+    return []
+
+
+def _merge_password(values: dict[str, Any]) -> list[str]:
+    """Put DATABASE_PASSWORD into the URL, where the driver takes it from."""
+    password = values.get("database_password")
+    if not password or not values.get("database_url"):
+        return []
+    url = sa.make_url(values["database_url"])
+    if url.password is not None:
+        return [
+            f"{PREFIX}DATABASE_URL carries a password and {PREFIX}DATABASE_PASSWORD is set; "
+            "give it once"
+        ]
+    values["database_url"] = url.set(password=password).render_as_string(hide_password=False)
+    return []
 
 
 def _cross_checks(settings: Settings, *, database_missing: bool) -> list[str]:

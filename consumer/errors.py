@@ -3,6 +3,7 @@
     CertConsumerError
     ├── ConfigError        bad settings at start-up: print every problem, exit 2
     ├── MissingExtraError  a command needs an optional extra that is not installed: one line, exit 2
+    ├── RefusedError       PostgreSQL or Kafka refused our credentials or TLS: one line, exit 2
     ├── PoisonError        this one input can never succeed: dead-letter it and move on
     │   ├── (codec errors: UnknownSchemaError, TruncatedRecordError, ... in consumer.codec)
     │   └── UnexpectedRecordError  our code raised something unforeseen on one record
@@ -37,6 +38,12 @@ class MissingExtraError(CertConsumerError):
         super().__init__(
             f"{command} needs the '{extra}' extra ({missing} is not installed): {install}"
         )
+
+
+class RefusedError(CertConsumerError):
+    """A dependency answered and refused this process (a wrong password, an untrusted CA, a
+    host name its certificate lacks, plaintext where TLS is required): retrying cannot help,
+    so it is said once, naming the setting to fix, and the process exits 2."""
 
 
 class PoisonError(CertConsumerError):

@@ -25,10 +25,11 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from consumer.config import Settings
-from consumer.errors import ConfigError, FatalError, StartupTimeoutError
+from consumer.errors import ConfigError, FatalError, RefusedError, StartupTimeoutError
 from consumer.events.catalogue import load_catalogue
 from consumer.events.codec import Codec
 from consumer.kafka import clients
+from consumer.kafka import refusals as kafka_refusals
 from consumer.observability import endpoints
 from consumer.observability.dependencies import Dependencies, Dependency
 from consumer.observability.health import Heartbeats
@@ -39,6 +40,7 @@ from consumer.pipeline.ingest import IngestLoop
 from consumer.pipeline.looping import Backoff, first_line, is_transient, wait_beating
 from consumer.pipeline.relay import RelayLoop
 from consumer.store import database
+from consumer.store import refusals as database_refusals
 from consumer.store.migrations import pending_versions
 
 log = structlog.get_logger("consumer.runtime")
@@ -57,12 +59,22 @@ _UNREACHABLE = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, K
 
 
 def _kafka_error_callback(
-    stop: threading.Event, failures: list[str], dependencies: Dependencies, client: str
+    stop: threading.Event,
+    failures: list[str],
+    refused: list[str],
+    dependencies: Dependencies,
+    client: str,
 ) -> Callable[[KafkaError], None]:
     warnings = Throttled(log)
 
     def on_error(err: KafkaError) -> None:
-        if err.fatal():
+        said = kafka_refusals.refusal(err) or kafka_refusals.denial(err, "an operation")
+        if said is not None:
+            if not refused:
+                log.error("kafka_refused", client=client, error=said)
+            refused.append(said)
+            stop.set()
+        elif err.fatal():
             failures.append(str(err))
             log.error("kafka_fatal_error", client=client, error=str(err))
             stop.set()
@@ -108,6 +120,7 @@ class Service:
             settings.database_url, pool_size=len(settings.roles) + 2
         )
         self.kafka_failures: list[str] = []
+        self.kafka_refusals: list[str] = []
         self._loops: list[LoopThread] = []
 
     def _database_ok(self) -> bool:
@@ -125,7 +138,7 @@ class Service:
             "client.id": name,
             "logger": kafka_logger(role),
             "error_cb": _kafka_error_callback(
-                self.stop, self.kafka_failures, self.dependencies, name
+                self.stop, self.kafka_failures, self.kafka_refusals, self.dependencies, name
             ),
         }
 
@@ -189,6 +202,9 @@ class Service:
                 check()
                 break
             except Exception as exc:
+                refused = database_refusals.refusal(exc)
+                if refused is not None:
+                    raise RefusedError(refused) from exc
                 if not is_transient(exc):
                     raise
                 waiting.warning(
@@ -232,6 +248,10 @@ class Service:
     def _supervised(self, entry: LoopThread, run: Callable[[], None]) -> None:
         try:
             run()
+        except RefusedError as exc:  # said in one line, no traceback: nothing is broken here
+            entry.failure = exc
+            log.error("dependency_refused", loop=entry.name, error=str(exc))
+            self.stop.set()
         except BaseException as exc:  # the loop boundary: log once, stop the others
             entry.failure = exc
             log.exception("loop_failed", loop=entry.name, error=str(exc))
@@ -250,6 +270,9 @@ class Service:
         if stuck:
             log.error("shutdown_timed_out", loops=stuck)
             return 1
+        refused = [e.failure for e in self._loops if isinstance(e.failure, RefusedError)]
+        if refused or self.kafka_refusals:
+            raise refused[0] if refused else RefusedError(self.kafka_refusals[0])
         if failed or self.kafka_failures:
             log.error("service_failed", loops=failed, kafka=self.kafka_failures[:3])
             return 1

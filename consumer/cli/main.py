@@ -10,6 +10,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 
+import sqlalchemy as sa
 import structlog
 
 from consumer.cli import ops, schemas
@@ -19,9 +20,11 @@ from consumer.errors import (
     ConfigError,
     FatalError,
     MissingExtraError,
+    RefusedError,
     StartupTimeoutError,
 )
 from consumer.observability import logs
+from consumer.store.refusals import refusal
 
 Handler = Callable[[argparse.Namespace], int]
 log = structlog.get_logger("consumer.cli.main")
@@ -139,6 +142,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (ConfigError, MissingExtraError) as exc:
         print(f"cert-consumer: {exc}", file=sys.stderr)
         return 2
+    except RefusedError as exc:
+        log.error("dependency_refused", error=str(exc))
+        print(f"cert-consumer: {exc}", file=sys.stderr)
+        return 2
     except StartupTimeoutError as exc:
         log.error("startup_timed_out", error=str(exc))
         print(f"cert-consumer: {exc}", file=sys.stderr)
@@ -150,3 +157,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CertConsumerError as exc:
         print(f"cert-consumer: {exc}", file=sys.stderr)
         return 1
+    except sa.exc.OperationalError as exc:
+        refused = refusal(exc)
+        if refused is None:
+            raise
+        print(f"cert-consumer: {refused}", file=sys.stderr)
+        return 2

@@ -14,8 +14,9 @@ from collections.abc import Callable, Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
-from consumer.errors import TransientError
+from consumer.errors import RefusedError, TransientError
 from consumer.events.envelope import Outgoing
+from consumer.kafka import refusals
 
 _UNREPORTED = KafkaError(KafkaError._MSG_TIMED_OUT, "no delivery report")
 STOP_GRACE_SECONDS = 2.0
@@ -72,7 +73,12 @@ def deliver(
             stopping = True
             deadline = min(deadline, time.monotonic() + STOP_GRACE_SECONDS)
         producer.flush(0.2)
-    return [reports.get(index, _UNREPORTED) for index in range(len(messages))]
+    outcome = [reports.get(index, _UNREPORTED) for index in range(len(messages))]
+    for message, err in zip(messages, outcome, strict=True):
+        denied = None if err is None else refusals.denial(err, "WRITE", message.topic)
+        if denied is not None:
+            raise RefusedError(denied)  # no retry can deliver it: said, and the process ends
+    return outcome
 
 
 def close_producer(producer: Producer, grace: float = STOP_GRACE_SECONDS) -> None:

@@ -25,11 +25,11 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Produ
 from confluent_kafka.admin import AdminClient
 
 from consumer.config import Settings
-from consumer.errors import FatalError, UnexpectedRecordError
+from consumer.errors import FatalError, RefusedError, UnexpectedRecordError
 from consumer.evaluation import announce_earned
 from consumer.events.codec import Codec
 from consumer.events.envelope import Outgoing
-from consumer.kafka import watermarks
+from consumer.kafka import refusals, watermarks
 from consumer.kafka.clients import max_record_bytes, report_timeout_seconds
 from consumer.kafka.dead_letters import FALLBACK_BUDGETS, cut_parts, dead_letter, error_class
 from consumer.kafka.delivery import UndeliveredError, close_producer, deliver
@@ -202,6 +202,8 @@ class IngestLoop:
                 good.append(msg)
             elif error.fatal():
                 raise FatalError(f"fatal Kafka consumer error: {error}")
+            elif (denied := refusals.denial(error, "READ", msg.topic() or "")) is not None:
+                raise RefusedError(denied)
             else:
                 log.warning(
                     "consumer_error",
@@ -224,6 +226,8 @@ class IngestLoop:
                 try:
                     handle(messages, started)
                     break
+                except RefusedError:
+                    raise  # a missing permission: no record of the batch is to blame
                 except Exception as exc:
                     if not is_transient(exc):
                         if handle == self._handle_alone:

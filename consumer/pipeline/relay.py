@@ -194,7 +194,8 @@ class RelayLoop:
                     outbox_id=row.id,
                     event_type=row.event_type,
                     error_class=type(exc).__name__,
-                    error=str(exc)[:300],
+                    # The text may quote the payload (names, emails): it is kept only in the
+                    # row's `error` column, beside the payload itself.
                 )
                 outbox.set_aside(conn, row.id, f"{type(exc).__name__}: {exc}")
                 conn.commit()

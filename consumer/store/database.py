@@ -22,6 +22,9 @@ def create_engine(url: str, *, pool_size: int = DEFAULT_POOL_SIZE) -> sa.Engine:
         url,
         pool_pre_ping=True,
         pool_size=pool_size,
+        # An error's text must not carry a statement's values: the outbox rows hold learners'
+        # names and emails, and error texts reach logs, readiness reasons and the outbox.
+        hide_parameters=True,
         connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS},
     )
 

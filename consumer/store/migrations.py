@@ -100,7 +100,14 @@ def upgrade(engine: sa.Engine) -> list[int]:
     applied_now: list[int] = []
     with engine.begin() as conn:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
-        conn.execute(sa.text(f"CREATE SCHEMA IF NOT EXISTS {SCHEMA}"))
+        # Only when missing: CREATE SCHEMA IF NOT EXISTS still needs CREATE on the database,
+        # which a least-privileged role (deploy/postgresql/role.sql) does not have; there the
+        # schema is made for it, and owned by it.
+        exists = conn.execute(
+            sa.text("SELECT 1 FROM pg_namespace WHERE nspname = :s"), {"s": SCHEMA}
+        ).first()
+        if exists is None:
+            conn.execute(sa.text(f"CREATE SCHEMA {SCHEMA}"))
         conn.execute(
             sa.text(
                 f"""CREATE TABLE IF NOT EXISTS {SCHEMA}.schema_migrations (

@@ -84,14 +84,15 @@ def _settled(engine: sa.Engine, expected: dict[Key, tuple[str, bool]]) -> bool:
     return len(_grants(engine)) >= len(expected)
 
 
-def read_topic(bootstrap: str, topic: str) -> list[Any]:
-    """Every record of ``topic`` up to its current end."""
+def read_topic(bootstrap: str, topic: str, **config: object) -> list[Any]:
+    """Every record of ``topic`` up to its current end (``config``: e.g. a secured client's)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
             "group.id": f"verdict-{topic}",
             "enable.auto.commit": False,
         }
+        | config
     )
     try:
         partitions = consumer.list_topics(topic, timeout=10).topics[topic].partitions
@@ -125,6 +126,7 @@ def verdict(
     codec: Codec,
     *,
     timeout: float = 240,
+    kafka_config: dict[str, object] | None = None,
 ) -> Verdict:
     """Wait until the service has settled (nothing pending, everything published), then judge."""
     expected = expected_grants(engine, world)
@@ -139,7 +141,7 @@ def verdict(
     contents: dict[str, set[str]] = {}
     seen: Counter[str] = Counter()
     for topic in (topics.granted, topics.approval):
-        for msg in read_topic(bootstrap, topic):
+        for msg in read_topic(bootstrap, topic, **(kafka_config or {})):
             record = codec.decode(msg.value()).record
             event_id = str(record["event_id"])
             seen[event_id] += 1
