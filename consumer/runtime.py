@@ -60,15 +60,17 @@ _UNREACHABLE = frozenset({KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT, K
 
 def _kafka_error_callback(
     stop: threading.Event,
+    *,
     failures: list[str],
     refused: list[str],
+    refusals: kafka_refusals.Refusals,
     dependencies: Dependencies,
     client: str,
 ) -> Callable[[KafkaError], None]:
     warnings = Throttled(log)
 
     def on_error(err: KafkaError) -> None:
-        said = kafka_refusals.refusal(err) or kafka_refusals.denial(err, "an operation")
+        said = refusals.refusal(err) or kafka_refusals.denial(err, "an operation")
         if said is not None:
             if not refused:
                 log.error("kafka_refused", client=client, error=said)
@@ -138,7 +140,12 @@ class Service:
             "client.id": name,
             "logger": kafka_logger(role),
             "error_cb": _kafka_error_callback(
-                self.stop, self.kafka_failures, self.kafka_refusals, self.dependencies, name
+                self.stop,
+                failures=self.kafka_failures,
+                refused=self.kafka_refusals,
+                refusals=kafka_refusals.Refusals.of(self.settings),
+                dependencies=self.dependencies,
+                client=name,
             ),
         }
 

@@ -13,6 +13,18 @@
 #   CERT_CONSUMER_CACHE  jar cache root (default: <repo>/.cache)
 #   KAFKA_START_TIMEOUT  seconds to wait for readiness (default: 120)
 #   PYTHON             a python with confluent-kafka, used for the metadata readiness probe
+#   KAFKA_SECURITY     plaintext (default) or sasl_ssl: the only client listener is then
+#                      SASL_SSL (SCRAM-SHA-512 over TLS, no client certificates), with ACLs on
+#   KAFKA_CERT_DIR     sasl_ssl: TLS material from scripts/certs.sh, made when it has no ca.pem
+#                      (default: <run dir>/certs, deleted by stop)
+#   KAFKA_SCRAM_USERS  sasl_ssl: comma-separated name:password pairs made at format time, letters,
+#                      digits, '.', '_' and '-' only; the first is the super user (the admin)
+#                      (default: admin:admin-secret)
+#
+# In sasl_ssl mode <run dir>/client.env (mode 600) holds the admin's client settings as
+# KAFKA_<LIBRDKAFKA PROPERTY>=value lines, the property upper-cased with dots as underscores:
+# KAFKA_BOOTSTRAP_SERVERS, KAFKA_SECURITY_PROTOCOL, KAFKA_SASL_MECHANISMS, KAFKA_SASL_USERNAME,
+# KAFKA_SASL_PASSWORD and KAFKA_SSL_CA_LOCATION. Passwords never go on a command line.
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -21,6 +33,8 @@ KAFKA_VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$ROO
 JARS="$CACHE/kafka-jars-$KAFKA_VERSION"
 RUN="${KAFKA_RUN_DIR:-$CACHE/kafka-run}"
 TIMEOUT="${KAFKA_START_TIMEOUT:-120}"
+SECURITY="${KAFKA_SECURITY:-plaintext}"
+CERTS="${KAFKA_CERT_DIR:-$RUN/certs}"
 
 NAME=kafka.sh
 # shellcheck source=scripts/lib/processes.sh
@@ -39,15 +53,30 @@ jvm_args() {
 
 write_config() {
   local port="$1" cport="$2"
-  cat > "$RUN/server.properties" <<CONF
+  {
+    cat <<CONF
 process.roles=broker,controller
 node.id=1
 controller.quorum.bootstrap.servers=127.0.0.1:$cport
+CONF
+    if [[ "$SECURITY" == sasl_ssl ]]; then
+      cat <<CONF
+listeners=SASL_SSL://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=SASL_SSL://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+inter.broker.listener.name=SASL_SSL
+listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+CONF
+    else
+      cat <<CONF
 listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
 advertised.listeners=PLAINTEXT://127.0.0.1:$port
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
+CONF
+    fi
+    cat <<CONF
 log.dirs=$RUN/data
 num.partitions=1
 offsets.topic.replication.factor=1
@@ -59,6 +88,71 @@ group.initial.rebalance.delay.ms=0
 auto.create.topics.enable=false
 log.flush.interval.messages=1000000
 CONF
+    if [[ "$SECURITY" == sasl_ssl ]]; then secured_config; fi
+  } > "$RUN/server.properties"
+}
+
+parse_scram_users() {
+  # KAFKA_SCRAM_USERS into SCRAM_NAMES and SCRAM_PASSWORDS; messages never show a password.
+  local pairs pair i=0
+  SCRAM_NAMES=() SCRAM_PASSWORDS=()
+  IFS=, read -ra pairs <<< "${KAFKA_SCRAM_USERS:-admin:admin-secret}"
+  for pair in ${pairs[@]+"${pairs[@]}"}; do
+    i=$((i + 1))
+    [[ "$pair" =~ ^([A-Za-z0-9._-]+):([A-Za-z0-9._-]+)$ ]] \
+      || die "KAFKA_SCRAM_USERS: entry $i is not name:password (letters, digits, '.', '_', '-')"
+    SCRAM_NAMES+=("${BASH_REMATCH[1]}")
+    SCRAM_PASSWORDS+=("${BASH_REMATCH[2]}")
+  done
+  (( ${#SCRAM_NAMES[@]} > 0 )) || die "KAFKA_SCRAM_USERS names no user"
+}
+
+secured_config() {
+  # SASL_SSL for clients and inter-broker traffic (the broker logs in as the admin). The
+  # CONTROLLER listener stays PLAINTEXT on 127.0.0.1 (KRaft controllers cannot check SCRAM, whose
+  # credentials live in the metadata log), so the broker's requests to its controller
+  # (ControllerRegistration, BrokerRegistration, heartbeats: CLUSTER_ACTION) come from
+  # User:ANONYMOUS, which the StandardAuthorizer denies unless it is a super user. The client
+  # port takes only TLS + SASL, so no client is ANONYMOUS there; the controller port is open to
+  # local processes, as it is in plaintext mode.
+  cat <<CONF
+sasl.enabled.mechanisms=SCRAM-SHA-512
+sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
+listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config=org.apache.kafka.common.security.scram.ScramLoginModule required username="${SCRAM_NAMES[0]}" password="${SCRAM_PASSWORDS[0]}";
+ssl.keystore.type=PEM
+ssl.keystore.location=$RUN/keystore.pem
+ssl.truststore.type=PEM
+ssl.truststore.location=$CERTS/ca.pem
+ssl.client.auth=none
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users=User:${SCRAM_NAMES[0]};User:ANONYMOUS
+CONF
+}
+
+prepare_secured() {
+  # TLS material, the broker's PEM keystore (key + certificate), the storage tool's --add-scram
+  # arguments (an @file, so no password shows in ps), the format log and client.env: all in $RUN,
+  # owner-only.
+  local port="$1" i
+  "$ROOT/scripts/certs.sh" "$CERTS" || die "could not make TLS material in $CERTS"
+  CERTS="$(cd "$CERTS" && pwd)"
+  (
+    umask 077
+    cat "$CERTS/server.key" "$CERTS/server.pem" > "$RUN/keystore.pem"
+    : > "$RUN/format.log"  # it lists the SCRAM records (stored and server keys)
+    for i in "${!SCRAM_NAMES[@]}"; do
+      printf -- '--add-scram\nSCRAM-SHA-512=[name=%s,password=%s]\n' "${SCRAM_NAMES[$i]}" "${SCRAM_PASSWORDS[$i]}"
+    done > "$RUN/format.args"
+    cat > "$RUN/client.env" <<ENV
+KAFKA_BOOTSTRAP_SERVERS=127.0.0.1:$port
+KAFKA_SECURITY_PROTOCOL=SASL_SSL
+KAFKA_SASL_MECHANISMS=SCRAM-SHA-512
+KAFKA_SASL_USERNAME=${SCRAM_NAMES[0]}
+KAFKA_SASL_PASSWORD=${SCRAM_PASSWORDS[0]}
+KAFKA_SSL_CA_LOCATION=$CERTS/ca.pem
+ENV
+  )
 }
 
 cluster_id() {
@@ -73,20 +167,32 @@ print(cid)'
 }
 
 probe_metadata() {
-  # A real metadata request, when a python with confluent-kafka is at hand.
-  local py="${PYTHON:-python3}"
+  # A real metadata request, when a python with confluent-kafka is at hand; in sasl_ssl mode
+  # as the admin, with the settings (password included) read from client.env.
+  local py="${PYTHON:-python3}" client=()
   "$py" -c 'import confluent_kafka' 2>/dev/null || return 0
+  [[ -f "$RUN/client.env" ]] && client=("$RUN/client.env")
   "$py" -c 'import sys
 from confluent_kafka.admin import AdminClient
-md = AdminClient({"bootstrap.servers": sys.argv[1]}).list_topics(timeout=5)
-sys.exit(0 if md.brokers else 1)' "$1" 2>/dev/null
+conf = {"bootstrap.servers": sys.argv[1]}
+for line in open(sys.argv[2]) if len(sys.argv) > 2 else ():
+    key, _, value = line.rstrip("\n").partition("=")
+    if key.startswith("KAFKA_") and key != "KAFKA_BOOTSTRAP_SERVERS":
+        conf[key[6:].lower().replace("_", ".")] = value
+md = AdminClient(conf).list_topics(timeout=5)
+sys.exit(0 if md.brokers else 1)' "$1" ${client[@]+"${client[@]}"} 2>/dev/null
 }
 
 start() {
   if is_running; then cat "$RUN/bootstrap"; return 0; fi
+  case "$SECURITY" in
+    plaintext) ;;
+    sasl_ssl) parse_scram_users ;;
+    *) die "KAFKA_SECURITY must be plaintext or sasl_ssl, not '$SECURITY'" ;;
+  esac
   need_java
   fetch_jars
-  local port cport
+  local port cport format=() formatted=0
   if [[ -n "${KAFKA_PORT:-}" ]]; then
     port="$KAFKA_PORT"
     port_in_use "$port" && die "port $port (KAFKA_PORT) is already in use on 127.0.0.1; free it or choose another"
@@ -96,11 +202,19 @@ start() {
   cport="$(free_port)"
   [[ "$cport" == "$port" ]] && cport="$(free_port)"
   rm -rf "$RUN" && mkdir -p "$RUN/data"
-  write_config "$port" "$cport"
+  if [[ "$SECURITY" == sasl_ssl ]]; then
+    prepare_secured "$port"
+    format=("@$RUN/format.args")
+    (umask 077 && write_config "$port" "$cport")  # it holds the admin's password
+  else
+    write_config "$port" "$cport"
+  fi
   jvm_args
   "${JVM[@]}" kafka.tools.StorageTool format --standalone --cluster-id="$(cluster_id)" \
-      -c "$RUN/server.properties" > "$RUN/format.log" 2>&1 \
-    || die "formatting KRaft storage failed: $(tail -n 3 "$RUN/format.log" | tr '\n' ' ')"
+      -c "$RUN/server.properties" ${format[@]+"${format[@]}"} > "$RUN/format.log" 2>&1 \
+    || formatted=$?
+  rm -f "$RUN/format.args"
+  (( formatted == 0 )) || die "formatting KRaft storage failed: $(tail -n 3 "$RUN/format.log" | tr '\n' ' ')"
   launch_and_wait "$port"
 }
 

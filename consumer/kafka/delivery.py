@@ -75,7 +75,7 @@ def deliver(
         producer.flush(0.2)
     outcome = [reports.get(index, _UNREPORTED) for index in range(len(messages))]
     for message, err in zip(messages, outcome, strict=True):
-        denied = None if err is None else refusals.denial(err, "WRITE", message.topic)
+        denied = None if err is None else refusals.denial(err, "WRITE", topic=message.topic)
         if denied is not None:
             raise RefusedError(denied)  # no retry can deliver it: said, and the process ends
     return outcome

@@ -202,7 +202,7 @@ class IngestLoop:
                 good.append(msg)
             elif error.fatal():
                 raise FatalError(f"fatal Kafka consumer error: {error}")
-            elif (denied := refusals.denial(error, "READ", msg.topic() or "")) is not None:
+            elif (denied := self._denied(msg.topic(), error)) is not None:
                 raise RefusedError(denied)
             else:
                 log.warning(
@@ -213,6 +213,25 @@ class IngestLoop:
                     code=error.code(),
                 )
         return good
+
+    def _denied(self, topic: str | None, error: KafkaError) -> str | None:
+        """A missing READ ACL, named. The group protocol's heartbeat reports it without the
+        topic, so the admin client asks for each input topic's metadata (denied for the topic
+        this principal may not read) to say which."""
+        if error.code() != KafkaError.TOPIC_AUTHORIZATION_FAILED or topic:
+            return refusals.denial(error, "READ", topic=topic or "", group=self._settings.group_id)
+        return refusals.denial(error, "READ", topic=self._unreadable_topic())
+
+    def _unreadable_topic(self) -> str:
+        if self._admin is None:
+            return ""
+        for topic in self._settings.input_topics:
+            with contextlib.suppress(KafkaException):
+                found = self._admin.list_topics(topic, timeout=_LAG_TIMEOUT).topics.get(topic)
+                error = None if found is None else found.error
+                if error is not None and error.code() == KafkaError.TOPIC_AUTHORIZATION_FAILED:
+                    return topic
+        return ""
 
     def _process(self, messages: list[Message]) -> None:
         started = datetime.now(UTC)
