@@ -65,7 +65,7 @@ listeners=SASL_SSL://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
 advertised.listeners=SASL_SSL://127.0.0.1:$port
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=SASL_SSL
-listener.security.protocol.map=CONTROLLER:PLAINTEXT,SASL_SSL:SASL_SSL
+listener.security.protocol.map=CONTROLLER:SASL_PLAINTEXT,SASL_SSL:SASL_SSL
 CONF
     else
       cat <<CONF
@@ -108,13 +108,11 @@ parse_scram_users() {
 }
 
 secured_config() {
-  # SASL_SSL for clients and inter-broker traffic (the broker logs in as the admin). The
-  # CONTROLLER listener stays PLAINTEXT on 127.0.0.1 (KRaft controllers cannot check SCRAM, whose
-  # credentials live in the metadata log), so the broker's requests to its controller
-  # (ControllerRegistration, BrokerRegistration, heartbeats: CLUSTER_ACTION) come from
-  # User:ANONYMOUS, which the StandardAuthorizer denies unless it is a super user. The client
-  # port takes only TLS + SASL, so no client is ANONYMOUS there; the controller port is open to
-  # local processes, as it is in plaintext mode.
+  # SASL_SSL for clients and inter-broker traffic (the broker logs in as the admin). KRaft
+  # controllers cannot check SCRAM (its credentials live in the metadata log they serve), so the
+  # CONTROLLER listener, on 127.0.0.1, takes SASL PLAIN with one static user, "controller", whose
+  # password is drawn at start: no principal is anonymous anywhere, and only the admin and the
+  # controller are super users.
   cat <<CONF
 sasl.enabled.mechanisms=SCRAM-SHA-512
 sasl.mechanism.inter.broker.protocol=SCRAM-SHA-512
@@ -126,7 +124,10 @@ ssl.truststore.location=$CERTS/ca.pem
 ssl.client.auth=none
 authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
 allow.everyone.if.no.acl.found=false
-super.users=User:${SCRAM_NAMES[0]};User:ANONYMOUS
+sasl.mechanism.controller.protocol=PLAIN
+listener.name.controller.sasl.enabled.mechanisms=PLAIN
+listener.name.controller.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required username="controller" password="$CONTROLLER_PASSWORD" user_controller="$CONTROLLER_PASSWORD";
+super.users=User:${SCRAM_NAMES[0]};User:controller
 CONF
 }
 
@@ -135,6 +136,7 @@ prepare_secured() {
   # arguments (an @file, so no password shows in ps), the format log and client.env: all in $RUN,
   # owner-only.
   local port="$1" i
+  CONTROLLER_PASSWORD="$(head -c 18 /dev/urandom | base64 | tr -d '/+=')"
   "$ROOT/scripts/certs.sh" "$CERTS" || die "could not make TLS material in $CERTS"
   CERTS="$(cd "$CERTS" && pwd)"
   (
