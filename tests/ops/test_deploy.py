@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from consumer.cli import ops
 from consumer.config import PREFIX, Settings, describe, load_settings
@@ -140,10 +141,21 @@ def test_config_holds_known_valid_settings(parsed) -> None:
     secret = parsed[BASE / "secret.example.yaml"][0]["stringData"]
     known = {name for name, _, _ in describe()}
     for name in config:
-        assert name in known or name.startswith(PREFIX + "KAFKA_"), name
-    env = {k: v for k, v in (config | secret).items() if k.startswith(PREFIX)}
+        plain = name.removesuffix("_FILE")
+        assert plain in known or plain.startswith(PREFIX + "KAFKA_"), name
+    # Each *_FILE names a key of the Secret in its mount; read them from the example's values.
+    mount = Path("/var/run/secrets/cert-consumer")
+    env = {}
+    for name, value in config.items():
+        if name.endswith("_FILE"):
+            assert Path(value).parent == mount and Path(value).name in secret, name
+            env[name.removesuffix("_FILE")] = secret[Path(value).name]
+        else:
+            env[name] = value
     settings = load_settings(env)  # raises ConfigError on any bad value
     assert settings.kafka_properties["sasl.mechanism"] == "SCRAM-SHA-512"
+    assert settings.kafka_properties["sasl.password"] == secret["kafka-sasl-password"]
+    assert sa.make_url(settings.database_url).query["sslmode"] == "verify-full"
     deployment = one(parsed, "Deployment")
     grace = deployment["spec"]["template"]["spec"]["terminationGracePeriodSeconds"]
     assert grace > settings.shutdown_timeout_seconds
@@ -157,7 +169,10 @@ def test_names_and_selectors_line_up(parsed) -> None:
     config = one(parsed, "ConfigMap")
     secret = parsed[BASE / "secret.example.yaml"][0]
     refs = {next(iter(ref.values()))["name"] for ref in container(deployment)["envFrom"]}
-    assert refs == {config["metadata"]["name"], secret["metadata"]["name"]}
+    assert refs == {config["metadata"]["name"]}  # secrets are files, not environment
+    volumes = deployment["spec"]["template"]["spec"]["volumes"]
+    mounted = {v["secret"]["secretName"] for v in volumes if "secret" in v}
+    assert mounted == {secret["metadata"]["name"]}
     scaled = one(parsed, "ScaledObject")
     assert scaled["spec"]["scaleTargetRef"]["name"] == deployment["metadata"]["name"]
     (trigger,) = scaled["spec"]["triggers"]
