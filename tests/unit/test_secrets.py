@@ -10,6 +10,7 @@ import sqlalchemy as sa
 
 from consumer.config import load_settings
 from consumer.errors import ConfigError
+from consumer.kafka import acls
 
 URL = "postgresql://cert_consumer@db/torus"
 
@@ -92,3 +93,16 @@ def test_no_repr_and_no_problem_shows_a_secret() -> None:
     assert "cert_consumer@db" not in shown  # the URL, with its user and host, stays out too
     said = problems({"CERT_CONSUMER_DATABASE_URL": "not a url db-secret"})
     assert "db-secret" not in " ".join(said)
+
+
+def test_the_readme_lists_exactly_the_acls_the_service_needs() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    security = readme.split("## Security")[1].split("\n## ")[0]
+    rows = {
+        line for line in security.splitlines() if line.startswith(("| READ |", "| WRITE |"))
+    }
+    needed = {
+        f"| {p.operation.value} | {p.resource.value.lower()} | `{p.name}` | {p.why} |"
+        for p in acls.required(load_settings({}, require_database=False))
+    }
+    assert rows == needed
