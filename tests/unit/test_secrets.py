@@ -98,9 +98,7 @@ def test_no_repr_and_no_problem_shows_a_secret() -> None:
 def test_the_readme_lists_exactly_the_acls_the_service_needs() -> None:
     readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
     security = readme.split("## Security")[1].split("\n## ")[0]
-    rows = {
-        line for line in security.splitlines() if line.startswith(("| READ |", "| WRITE |"))
-    }
+    rows = {line for line in security.splitlines() if line.startswith(("| READ |", "| WRITE |"))}
     needed = {
         f"| {p.operation.value} | {p.resource.value.lower()} | `{p.name}` | {p.why} |"
         for p in acls.required(load_settings({}, require_database=False))
