@@ -8,6 +8,7 @@
     │   ├── (codec errors: UnknownSchemaError, TruncatedRecordError, ... in consumer.codec)
     │   └── UnexpectedRecordError  our code raised something unforeseen on one record
     ├── TransientError     the world is briefly broken (database down): back off, do not commit
+    ├── CheckFailedError   a check of the deployment failed (migrations, Torus tables): exit 3
     └── FatalError         the process cannot go on (fatal Kafka error): exit non-zero
         └── StartupTimeoutError  the database unreachable for the whole start-up deadline: exit 3
 
@@ -63,6 +64,11 @@ class UnexpectedRecordError(PoisonError):
 
 class TransientError(CertConsumerError):
     """A dependency is unavailable for now; retry later without committing past the work."""
+
+
+class CheckFailedError(CertConsumerError):
+    """The deployment is not what the service needs (its migrations not applied, no Torus
+    tables in the database, incompatible schemas): one line saying what to do, exit 3."""
 
 
 class FatalError(CertConsumerError):

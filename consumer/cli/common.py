@@ -41,7 +41,21 @@ def command_engine(settings: Settings) -> Iterator[sa.Engine]:
 
 def positive_int(raw: str) -> int:
     """An argparse type: an id or a count, > 0."""
-    value = int(raw)
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
     if value <= 0:
-        raise argparse.ArgumentTypeError("must be > 0")
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number > 0")
+    return value
+
+
+def positive_seconds(raw: str) -> float:
+    """An argparse type: a duration in seconds, > 0."""
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a number of seconds > 0")
     return value

@@ -1,30 +1,26 @@
 """The ``cert-consumer`` command: parse, load settings, set up logging, wire, run.
 
-Stays thin: each subcommand hands over to the module that owns the work. Exit codes: 0 ok,
-1 fatal error, 2 bad configuration or usage, 3 a check failed (e.g. schemas incompatible).
+Stays thin: each subcommand hands over to the module that owns the work; every failure leaves
+through ``consumer.cli.failures`` (one line, a documented exit code).
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+import traceback
 from collections.abc import Callable, Sequence
+from importlib.metadata import PackageNotFoundError, version
+from typing import NoReturn
 
-import sqlalchemy as sa
 import structlog
 
-from consumer.cli import ops, schemas
+from consumer.cli import failures, ops, schemas
 from consumer.cli.common import command_engine, command_settings, positive_int
-from consumer.errors import (
-    CertConsumerError,
-    ConfigError,
-    FatalError,
-    MissingExtraError,
-    RefusedError,
-    StartupTimeoutError,
-)
+from consumer.cli.failures import EXIT_CODES
+from consumer.config import describe
+from consumer.errors import MissingExtraError
 from consumer.observability import logs
-from consumer.store.refusals import refusal
 
 Handler = Callable[[argparse.Namespace], int]
 log = structlog.get_logger("consumer.cli.main")
@@ -74,9 +70,9 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _learners(raw: str) -> int:
-    value = int(raw)
-    if not 1 <= value <= 5000:
-        raise argparse.ArgumentTypeError("must be between 1 and 5000")
+    value = positive_int(raw)
+    if value > 5000:
+        raise argparse.ArgumentTypeError(f"{raw!r} is more than 5000")
     return value
 
 
@@ -93,10 +89,43 @@ def _demo(args: argparse.Namespace) -> int:
     return run_demo(keep=args.keep, learners=args.learners)
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage mistakes as the other failures are said: one line, exit 2 (subcommands' parsers
+    are of this class too: argparse makes them of their parent's)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(
+            2,
+            f"cert-consumer: {self.prog.removeprefix('cert-consumer ')}: {message} "
+            f"(see {self.prog} --help)\n",
+        )
+
+
+def _version() -> str:
+    try:
+        return version("certificate-consumer")
+    except PackageNotFoundError:  # run from a source tree that is not installed
+        return "unknown"
+
+
+def _epilog() -> str:
+    variables = "\n".join(f"  {name} (default {default or '-'})" for name, default, _ in describe())
+    return (
+        "environment (every setting; <NAME>_FILE reads it from a file; README, Configuration):\n"
+        f"{variables}\n  CERT_CONSUMER_KAFKA_<PROPERTY>  any librdkafka property\n\n{EXIT_CODES}"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser: argparse.ArgumentParser = _Parser(
         prog="cert-consumer",
         description="Decides when a Torus student has earned a course certificate.",
+        epilog=_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of a failure (and say it)"
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -139,27 +168,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler: Handler = args.handler
     try:
         return handler(args)
-    except (ConfigError, MissingExtraError) as exc:
-        print(f"cert-consumer: {exc}", file=sys.stderr)
-        return 2
-    except RefusedError as exc:
-        log.error("dependency_refused", error=str(exc))
-        print(f"cert-consumer: {exc}", file=sys.stderr)
-        return 2
-    except StartupTimeoutError as exc:
-        log.error("startup_timed_out", error=str(exc))
-        print(f"cert-consumer: {exc}", file=sys.stderr)
-        return 3
-    except FatalError as exc:
-        log.error("fatal_error", error=str(exc))
-        print(f"cert-consumer: {exc}", file=sys.stderr)
-        return 1
-    except CertConsumerError as exc:
-        print(f"cert-consumer: {exc}", file=sys.stderr)
-        return 1
-    except sa.exc.OperationalError as exc:
-        refused = refusal(exc)
-        if refused is None:
+    except BaseException as exc:  # the CLI's boundary: one line and an exit code, or a bug
+        explained = failures.explain(exc)
+        if explained is None:
             raise
-        print(f"cert-consumer: {refused}", file=sys.stderr)
-        return 2
+        if args.debug:
+            traceback.print_exc()
+        code, lines = explained
+        for line in lines:
+            print(f"cert-consumer: {line}", file=sys.stderr)
+        return int(code)

@@ -23,7 +23,7 @@ import sqlalchemy as sa
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from consumer.cli.common import command_engine, command_settings, positive_int
+from consumer.cli.common import command_engine, command_settings, positive_int, positive_seconds
 from consumer.errors import ConfigError
 from consumer.kafka import clients
 from consumer.kafka.clients import admin_config
@@ -139,7 +139,7 @@ def _add_outbox(subparsers: Subparsers) -> None:
         "retry", help="put set-aside events (failed_at) back in the queue once fixed"
     )
     which = retry.add_mutually_exclusive_group(required=True)
-    which.add_argument("--id", type=int, action="append", help="an outbox id (repeatable)")
+    which.add_argument("--id", type=positive_int, action="append", help="an outbox id (repeatable)")
     which.add_argument("--all", action="store_true", help="every set-aside event")
     retry.add_argument("--database-url", help="overrides CERT_CONSUMER_DATABASE_URL")
     retry.set_defaults(handler=run_outbox_retry)
@@ -205,8 +205,8 @@ def _add_backfill(subparsers: Subparsers) -> None:
     which.add_argument("--all", action="store_true", help="every certificate-enabled section")
     fill.add_argument("--dry-run", action="store_true", help="count the keys, write nothing")
     fill.add_argument("--wait", action="store_true", help="wait until the keys are evaluated")
-    fill.add_argument("--wait-timeout", type=float, default=3600.0, metavar="SECONDS")
-    fill.add_argument("--poll-seconds", type=float, default=2.0, metavar="SECONDS")
+    fill.add_argument("--wait-timeout", type=positive_seconds, default=3600.0, metavar="SECONDS")
+    fill.add_argument("--poll-seconds", type=positive_seconds, default=2.0, metavar="SECONDS")
     fill.add_argument(
         "--chunk-sections", type=positive_int, default=backfill.DEFAULT_CHUNK_SECTIONS
     )
@@ -275,12 +275,8 @@ def run_lag(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def run_backfill(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """Queue the learners of one or all sections; optionally wait for their evaluation."""
     out = out or sys.stdout  # resolved per call: tests and callers redirect it
-    try:
-        with command_engine(command_settings(args)) as engine:
-            return _backfill(engine, args, out)
-    except sa.exc.DBAPIError as exc:
-        print(f"cert-consumer: database error: {str(exc).splitlines()[0]}", file=sys.stderr)
-        return 1
+    with command_engine(command_settings(args)) as engine:
+        return _backfill(engine, args, out)
 
 
 def _backfill(engine: sa.Engine, args: argparse.Namespace, out: TextIO) -> int:
