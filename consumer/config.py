@@ -16,6 +16,7 @@ not in a problem reported here.
 
 from __future__ import annotations
 
+import difflib
 import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -39,6 +40,9 @@ _REPLACED = {
     "INPUT_TOPICS": "CERT_CONSUMER_SCORES_TOPIC, CERT_CONSUMER_POSTS_TOPIC and "
     "CERT_CONSUMER_SETTINGS_TOPIC (one topic per event type, so a topic accepts only its own)",
 }
+# Variables of the same prefix that are not the service's settings: the test suite's and the
+# benchmark's own (CERT_CONSUMER_TEST_KAFKA_BOOTSTRAP, ...), and the scripts' jar cache.
+_NOT_SETTINGS = (PREFIX + "TEST_", PREFIX + "BENCH_", PREFIX + "FAULTS", PREFIX + "CACHE")
 # Settings below that are not librdkafka properties although they start with KAFKA_.
 _RESERVED_KAFKA_NAMES = {"BOOTSTRAP_SERVERS"}
 
@@ -227,6 +231,8 @@ class Settings:
         "ROLES", _ROLES, "Loops this process runs: ingest, evaluate, relay (comma-separated)."
     )
     kafka_properties: Mapping[str, str] = field(default_factory=dict, repr=False)
+    # What the operator should know but that stops nothing (a variable no setting reads).
+    notices: tuple[str, ...] = field(default=(), repr=False, compare=False)
 
     @property
     def accepted_types(self) -> Mapping[str, frozenset[EventType]]:
@@ -264,6 +270,20 @@ def _parse_float(raw: str) -> float:
     if not value >= 0 or value == float("inf"):
         raise ValueError("must be a finite number >= 0")
     return value
+
+
+def _parse_at_least(minimum: float, *, off: bool = False) -> Callable[[str], float]:
+    """Seconds no smaller than ``minimum``, where less is harmful (0 sleeps make a busy loop,
+    a 0 deadline a permanent 503, a 0 lease a key claimed twice at once); with ``off``, 0 is
+    allowed too and means "disabled"."""
+
+    def parse(raw: str) -> float:
+        value = _parse_float(raw)
+        if value < minimum and not (off and value == 0):
+            raise ValueError(f"must be >= {minimum:g}" + (" (or 0 to disable)" if off else ""))
+        return value
+
+    return parse
 
 
 def _parse_bool(raw: str) -> bool:
@@ -326,6 +346,8 @@ def _parse_cdc_tables(raw: str) -> tuple[str, ...]:
 
 
 def _parse_database_url(raw: str) -> str:
+    if raw.strip().startswith("postgres://"):  # Heroku's and libpq's spelling, as SQLAlchemy's
+        raw = "postgresql://" + raw.strip().removeprefix("postgres://")
     try:
         url = sa.make_url(raw)
     except sa.exc.ArgumentError as exc:
@@ -344,19 +366,19 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "consume_batch_size": _parse_positive_int,
     "evaluation_batch_size": _parse_positive_int,
     "relay_batch_size": _parse_positive_int,
-    "lease_seconds": _parse_float,
-    "failed_retry_seconds": _parse_float,
-    "idle_sleep_seconds": _parse_float,
+    "lease_seconds": _parse_at_least(1),
+    "failed_retry_seconds": _parse_at_least(1),
+    "idle_sleep_seconds": _parse_at_least(0.01),
     "evaluation_linger_seconds": _parse_float,
     "evaluation_min_batch": _parse_positive_int,
     "ingest_linger_seconds": _parse_float,
     "ingest_min_batch": _parse_positive_int,
-    "shutdown_timeout_seconds": _parse_float,
-    "max_backoff_seconds": _parse_float,
+    "shutdown_timeout_seconds": _parse_at_least(1),
+    "max_backoff_seconds": _parse_at_least(0.1),
     "startup_timeout_seconds": _parse_float,
     "metrics_port": _parse_port,
-    "health_deadline_seconds": _parse_float,
-    "lag_interval_seconds": _parse_float,
+    "health_deadline_seconds": _parse_at_least(1),
+    "lag_interval_seconds": _parse_at_least(0.5, off=True),
     "log_level": _parse_choice(_LOG_LEVELS),
     "log_format": _parse_choice(_LOG_FORMATS),
     "roles": _parse_roles,
@@ -408,6 +430,7 @@ def load_settings(
         problems.extend(_check_flag_url(values))
     problems.extend(_merge_password(values))
     values["kafka_properties"] = kafka_passthrough(environ)
+    values["notices"] = tuple(_unknown_names(given))
     settings = Settings(**values)
     database_given = bool(settings.database_url) or any(
         PREFIX + name in given for name in ("DATABASE_URL", "DATABASE_URL" + FILE_SUFFIX)
@@ -441,6 +464,25 @@ def _read_secret_files(environ: Mapping[str, str]) -> tuple[dict[str, str], list
             continue
         resolved[target] = content.removesuffix("\n").removesuffix("\r")
     return resolved, problems
+
+
+def _unknown_names(environ: Mapping[str, str]) -> list[str]:
+    """CERT_CONSUMER_* variables no setting reads (a typo is otherwise silently ignored), each
+    with the nearest name that is read. A notice, not an error: a ConfigMap written for a
+    newer release must not stop an older one during a rollout."""
+    known = {PREFIX + str(f.metadata["env"]) for f in fields(Settings) if "env" in f.metadata}
+    known |= {PREFIX + name for name in _REPLACED}
+    notices = []
+    for name in sorted(environ):
+        plain = name.removesuffix(FILE_SUFFIX)
+        if not name.startswith(PREFIX) or plain in known or name.startswith(KAFKA_PREFIX):
+            continue
+        if name.startswith(_NOT_SETTINGS):
+            continue
+        nearest = difflib.get_close_matches(plain, sorted(known), n=1, cutoff=0.6)
+        hint = f"; did you mean {nearest[0]}?" if nearest else ""
+        notices.append(f"{name} is not a setting and is ignored{hint}")
+    return notices
 
 
 def _check_flag_url(values: dict[str, Any]) -> list[str]:

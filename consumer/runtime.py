@@ -25,7 +25,12 @@ from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import AdminClient
 
 from consumer.config import Settings
-from consumer.errors import ConfigError, FatalError, RefusedError, StartupTimeoutError
+from consumer.errors import (
+    CheckFailedError,
+    ConfigError,
+    RefusedError,
+    StartupTimeoutError,
+)
 from consumer.events.catalogue import load_catalogue
 from consumer.events.codec import Codec
 from consumer.kafka import clients
@@ -42,6 +47,7 @@ from consumer.pipeline.relay import RelayLoop
 from consumer.store import database
 from consumer.store import refusals as database_refusals
 from consumer.store.migrations import pending_versions
+from consumer.store.torus import missing_access
 
 log = structlog.get_logger("consumer.runtime")
 FORCED_EXIT = 130
@@ -100,12 +106,21 @@ def build_codec(settings: Settings) -> Codec:
 
 
 def check_database(engine: sa.Engine) -> None:
-    """Refuse to start against a database the service schema was not migrated on; a database
-    that does not answer raises its own (transient) error."""
+    """Refuse to start against a database the service schema was not migrated on, or without
+    the Torus tables and the role's privileges on them; a database that does not answer
+    raises its own (transient) error."""
     missing = pending_versions(engine)
     if missing:
-        raise FatalError(
+        raise CheckFailedError(
             f"the cert_consumer schema lacks migrations {missing}; run `cert-consumer db upgrade`"
+        )
+    with engine.connect() as conn:
+        lacking = missing_access(conn)
+    if lacking:
+        raise CheckFailedError(
+            f"not a Torus database this role can work on ({', '.join(lacking[:4])}"
+            f"{', ...' if len(lacking) > 4 else ''}): check CERT_CONSUMER_DATABASE_URL, and "
+            "grant deploy/postgresql/role.sql"
         )
 
 

@@ -9,10 +9,14 @@ from contextlib import contextmanager
 from typing import Any
 
 import sqlalchemy as sa
+import structlog
 
 from consumer.config import Settings, load_settings
+from consumer.kafka import clients
 from consumer.observability import logs
 from consumer.store import database
+
+log = structlog.get_logger("consumer.cli")
 
 
 def command_settings(
@@ -26,6 +30,8 @@ def command_settings(
         **overrides,
     )
     logs.configure(settings.log_level, settings.log_format)  # type: ignore[arg-type]
+    for notice in (*settings.notices, *clients.ignored_overrides(settings)):
+        log.warning("configuration_notice", notice=notice)
     return settings
 
 

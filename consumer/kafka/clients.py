@@ -74,6 +74,32 @@ _NOT_FOR = {
 }
 
 
+# Set by the service whatever the operator passes: correctness depends on them (offsets stored
+# only after the upsert commits, idempotent acks=all delivery, the membership of ADR 0009), or
+# a setting of our own names them (GROUP_ID, GROUP_PROTOCOL, KAFKA_BOOTSTRAP_SERVERS).
+PROTECTED = {
+    "enable.auto.offset.store": "offsets are stored only after a batch's upsert commits",
+    "enable.auto.commit": "stored offsets are committed by librdkafka's timer",
+    "enable.partition.eof": "the ingest reads no end-of-partition events",
+    "enable.idempotence": "no duplicates from librdkafka's own retries",
+    "acks": "an event counts as published once every in-sync replica has it",
+    "group.id": "set CERT_CONSUMER_GROUP_ID",
+    "group.protocol": "set CERT_CONSUMER_GROUP_PROTOCOL",
+    "group.instance.id": "set CERT_CONSUMER_GROUP_INSTANCE_ID",
+    "partition.assignment.strategy": "cooperative-sticky with the classic protocol (ADR 0009)",
+    "bootstrap.servers": "set CERT_CONSUMER_KAFKA_BOOTSTRAP_SERVERS",
+}
+
+
+def ignored_overrides(settings: Settings) -> list[str]:
+    """A warning per pass-through property the service overrides, saying why."""
+    return [
+        f"CERT_CONSUMER_KAFKA_{name.upper().replace('.', '_')} is ignored: {why}"
+        for name, why in PROTECTED.items()
+        if name in settings.kafka_properties
+    ]
+
+
 def passthrough(settings: Settings, client: Client) -> dict[str, str]:
     """The operator's librdkafka properties that apply to ``client``."""
     skip = _NOT_FOR[client]

@@ -184,3 +184,36 @@ def create_torus_tables(connection: sa.Connection) -> None:
     if "granted_certificates" in existing:
         raise RuntimeError("refusing to create Torus tables: this database already has them")
     metadata.create_all(connection)
+
+
+# What the service does with each Torus table: reads every one, writes granted_certificates.
+_NEEDS = {
+    **{t.name: ("SELECT",) for t in metadata.sorted_tables if t.name != "granted_certificates"},
+    "granted_certificates": ("SELECT", "INSERT", "UPDATE"),
+}
+
+
+def missing_access(conn: sa.Connection) -> list[str]:
+    """What stops the service on this database, one item per table: absent, or a privilege
+    the connected role lacks ("public.posts: SELECT"). Empty when all is there; asked at
+    start, so a wrong database or a role without deploy/postgresql/role.sql's grants is said
+    at once instead of failing the first batch."""
+    rows = conn.execute(
+        sa.text(
+            "SELECT t, to_regclass('public.' || t) IS NOT NULL FROM unnest(CAST(:ts AS text[])) t"
+        ),
+        {"ts": sorted(_NEEDS)},
+    ).all()
+    absent = [f"public.{t}: absent" for t, found in rows if not found]
+    if absent:
+        return absent
+    lacking = []
+    for table, privileges in sorted(_NEEDS.items()):
+        for privilege in privileges:
+            allowed = conn.execute(
+                sa.text("SELECT has_table_privilege(CAST(:t AS text), CAST(:p AS text))"),
+                {"t": f"public.{table}", "p": privilege},
+            ).scalar()
+            if not allowed:
+                lacking.append(f"public.{table}: {privilege}")
+    return lacking

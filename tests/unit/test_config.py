@@ -157,3 +157,59 @@ def test_each_client_gets_only_the_properties_that_are_its_own() -> None:
     assert "session.timeout.ms" not in admin and "linger.ms" not in admin
     assert consumer["security.protocol"] == producer["security.protocol"] == "SSL"
     assert admin["security.protocol"] == "SSL"
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "said"),
+    [
+        ("HEALTH_DEADLINE_SECONDS", "0", "must be >= 1"),
+        ("IDLE_SLEEP_SECONDS", "0", "must be >= 0.01"),
+        ("LEASE_SECONDS", "0", "must be >= 1"),
+        ("LAG_INTERVAL_SECONDS", "0.0001", "must be >= 0.5 (or 0 to disable)"),
+        ("MAX_BACKOFF_SECONDS", "0", "must be >= 0.1"),
+    ],
+)
+def test_values_that_would_harm_are_refused(name: str, raw: str, said: str) -> None:
+    with pytest.raises(ConfigError) as raised:
+        load_settings({"CERT_CONSUMER_" + name: raw}, require_database=False)
+    assert raised.value.problems == [f"CERT_CONSUMER_{name}={raw!r}: {said}"]
+
+
+def test_lag_interval_0_still_disables_the_gauge() -> None:
+    settings = load_settings({"CERT_CONSUMER_LAG_INTERVAL_SECONDS": "0"}, require_database=False)
+    assert settings.lag_interval_seconds == 0
+
+
+def test_an_unknown_name_is_a_notice_with_the_nearest_setting() -> None:
+    settings = load_settings(
+        {
+            "CERT_CONSUMER_QUIET_WINDOW_SECOND": "2",
+            "CERT_CONSUMER_TEST_KAFKA_BOOTSTRAP": "x",  # the test suite's own, not a setting
+            "CERT_CONSUMER_DATABASE_PASSWORD_FILE_X": "y",
+        },
+        require_database=False,
+    )
+    assert settings.notices == (
+        "CERT_CONSUMER_DATABASE_PASSWORD_FILE_X is not a setting and is ignored; did you mean "
+        "CERT_CONSUMER_DATABASE_PASSWORD?",
+        "CERT_CONSUMER_QUIET_WINDOW_SECOND is not a setting and is ignored; did you mean "
+        "CERT_CONSUMER_QUIET_WINDOW_SECONDS?",
+    )
+
+
+def test_postgres_scheme_is_accepted() -> None:
+    settings = load_settings({"CERT_CONSUMER_DATABASE_URL": "postgres://u@db:5432/torus"})
+    assert settings.database_url == "postgresql+psycopg://u@db:5432/torus"
+
+
+def test_overridden_protected_properties_are_named() -> None:
+    from consumer.kafka.clients import consumer_config, ignored_overrides  # noqa: PLC0415
+
+    settings = load_settings(
+        {"CERT_CONSUMER_KAFKA_ENABLE_AUTO_OFFSET_STORE": "true"}, require_database=False
+    )
+    assert ignored_overrides(settings) == [
+        "CERT_CONSUMER_KAFKA_ENABLE_AUTO_OFFSET_STORE is ignored: offsets are stored only after "
+        "a batch's upsert commits"
+    ]
+    assert consumer_config(settings)["enable.auto.offset.store"] is False
