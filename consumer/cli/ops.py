@@ -15,7 +15,7 @@ import json
 import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict
+from dataclasses import asdict, astuple
 from datetime import UTC, datetime, timedelta
 from typing import TextIO, TypeAlias
 
@@ -248,7 +248,8 @@ def run_replay(args: argparse.Namespace, out: TextIO | None = None) -> int:
 
 
 def run_lag(args: argparse.Namespace, out: TextIO | None = None) -> int:
-    """Per partition: committed offset, log-end offset, lag; then the totals."""
+    """As ``kafka-consumer-groups --describe``: per partition the committed offset, log-end
+    offset, lag and owning member; then the totals. An unknown group exits 3."""
     out = out or sys.stdout  # resolved per call: tests and callers redirect it
     settings = command_settings(args, require_database=False)
     group = args.group or settings.group_id
@@ -256,15 +257,20 @@ def run_lag(args: argparse.Namespace, out: TextIO | None = None) -> int:
     if args.json:
         print(json.dumps(_lag_json(report)), file=out)
         return 0
-    if not report.partitions:
-        print(f"group {group!r} has no committed offsets", file=out)
-        return 0
     rows = [
-        [group, p.topic, p.partition, _dash(p.committed), p.log_end, _dash(p.lag)]
+        [
+            group,
+            p.topic,
+            p.partition,
+            _dash(p.committed),
+            p.log_end,
+            _dash(p.lag),
+            *(astuple(p.member) if p.member else ("-", "-", "-")),
+        ]
         for p in report.partitions
     ]
     headers = ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG"]
-    print(_table(headers, rows), file=out)
+    print(_table([*headers, "CONSUMER-ID", "HOST", "CLIENT-ID"], rows), file=out)
     totals = f"total lag {report.total_lag} over {len(report.partitions)} partition(s)"
     if report.uncommitted:
         totals += f" ({report.uncommitted} never committed, lag unknown)"

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, OffsetSpec  # type: ignore[attr-defined]
 
 from consumer.errors import CertConsumerError
@@ -104,11 +104,21 @@ class ReplayPlan:
 
 
 @dataclass(frozen=True)
+class Member:
+    """The group member a partition is assigned to, as kafka-consumer-groups names it."""
+
+    consumer_id: str
+    host: str
+    client_id: str
+
+
+@dataclass(frozen=True)
 class PartitionLag:
     topic: str
     partition: int
     committed: int | None
     log_end: int
+    member: Member | None = None  # None: assigned to no live member
 
     @property
     def lag(self) -> int | None:
@@ -167,9 +177,16 @@ def plan_replay(
 
 
 def compute_lag(
-    group: str, committed: Mapping[Partition, int], log_ends: Mapping[Partition, int]
+    group: str,
+    committed: Mapping[Partition, int],
+    log_ends: Mapping[Partition, int],
+    members: Mapping[Partition, Member] | None = None,
 ) -> LagReport:
-    rows = tuple(PartitionLag(p[0], p[1], committed.get(p), log_ends[p]) for p in sorted(log_ends))
+    owners = members or {}
+    rows = tuple(
+        PartitionLag(p[0], p[1], committed.get(p), log_ends[p], owners.get(p))
+        for p in sorted(log_ends)
+    )
     return LagReport(group, rows)
 
 
@@ -221,6 +238,33 @@ def fetch_bounds(admin: AdminClient, partitions: Sequence[Partition]) -> dict[Pa
         return watermarks.bounds(admin, partitions, timeout=TIMEOUT_SECONDS)
     except KafkaException as exc:
         raise OffsetsError(f"could not list offsets: {exc}") from exc
+
+
+class UnknownGroupError(OffsetsError):
+    """The group has no member and no committed offset: most likely a mistyped name."""
+
+    def __init__(self, group: str) -> None:
+        super().__init__(
+            f"consumer group {group!r} does not exist (no members, no committed offsets)"
+        )
+
+
+def assignments(admin: AdminClient, group: str) -> dict[Partition, Member]:
+    """Each partition assigned to a live member of the group, and that member (an empty or
+    unknown group has none)."""
+    try:
+        future = admin.describe_consumer_groups([group], request_timeout=TIMEOUT_SECONDS)
+        description = future[group].result(timeout=TIMEOUT_SECONDS)
+    except KafkaException as exc:
+        if exc.args and exc.args[0].code() == KafkaError.GROUP_ID_NOT_FOUND:
+            return {}
+        raise OffsetsError(f"could not describe group {group!r}: {exc}") from exc
+    owned: dict[Partition, Member] = {}
+    for member in description.members or []:
+        who = Member(member.member_id, member.host, member.client_id)
+        for tp in member.assignment.topic_partitions if member.assignment else []:
+            owned[(tp.topic, tp.partition)] = who
+    return owned
 
 
 def active_members(admin: AdminClient, group: str) -> int:
@@ -289,10 +333,15 @@ def execute_replay(admin: AdminClient, plan: ReplayPlan) -> None:
 
 
 def measure_lag(admin: AdminClient, group: str, topics: Sequence[str] = ()) -> LagReport:
-    """Lag of every partition the group has committed, plus every partition of ``topics``."""
+    """As ``kafka-consumer-groups --describe``: every partition the group has committed or a
+    live member owns (committed or not), plus every partition of ``topics``, with its owner.
+    ``UnknownGroupError`` when the group has neither members nor offsets."""
     committed = fetch_committed(admin, group)
+    owned = assignments(admin, group)
+    if not committed and not owned:
+        raise UnknownGroupError(group)
     wanted = set(topics)
-    partitions = {p for p in committed if not wanted or p[0] in wanted}
+    partitions = {p for p in (*committed, *owned) if not wanted or p[0] in wanted}
     partitions.update(topic_partitions(admin, sorted(wanted)))
     log_ends = fetch_offsets(admin, sorted(partitions), spec("latest"))
-    return compute_lag(group, committed, log_ends)
+    return compute_lag(group, committed, log_ends, owned)

@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable
 
 import pytest
+from confluent_kafka import Consumer, TopicPartition
 
 from consumer.cli import main as cli
 from tests.ops.support import (
@@ -16,6 +17,7 @@ from tests.ops.support import (
     parse_tool_table,
     produce,
 )
+from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -74,11 +76,79 @@ def test_lag_table_and_topics_never_committed(
         "CURRENT-OFFSET",
         "LOG-END-OFFSET",
         "LAG",
+        "CONSUMER-ID",
+        "HOST",
+        "CLIENT-ID",
     ]
     rows = sorted(line.split()[1:] for line in lines[1:4])
+    unowned = ["-", "-", "-"]
     assert rows == sorted(
-        [[fresh, "0", "-", "0", "-"], [topic, "0", "2", "5", "3"], [topic, "1", "5", "5", "0"]]
+        [
+            [fresh, "0", "-", "0", "-", *unowned],
+            [topic, "0", "2", "5", "3", *unowned],
+            [topic, "1", "5", "5", "0", *unowned],
+        ]
     )
     assert lines[4] == "total lag 3 over 3 partition(s) (1 never committed, lag unknown)"
-    assert cli.main(["lag", "--bootstrap-servers", kafka_bootstrap, "--group", new_group()]) == 0
-    assert "has no committed offsets" in capsys.readouterr().out
+
+
+def test_an_unknown_group_is_one_line_and_exit_3(
+    capsys: pytest.CaptureFixture[str], kafka_bootstrap: str
+) -> None:
+    group = new_group()
+    assert cli.main(["lag", "--bootstrap-servers", kafka_bootstrap, "--group", group]) == 3
+    said = capsys.readouterr()
+    assert said.out == ""
+    assert said.err == (
+        f"cert-consumer: consumer group {group!r} does not exist (no members, no committed "
+        "offsets)\n"
+    )
+
+
+@pytest.mark.parametrize("protocol", ["consumer", "classic"])
+def test_a_live_group_matches_kafka_consumer_groups_row_for_row(
+    capsys: pytest.CaptureFixture[str],
+    kafka_bootstrap: str,
+    new_topic: Callable[..., str],
+    protocol: str,
+) -> None:
+    topic = new_topic("lag", partitions=3)
+    group = new_group()
+    produce(kafka_bootstrap, topic, {0: 4, 1: 2, 2: 3})
+    member = Consumer(
+        {
+            "bootstrap.servers": kafka_bootstrap,
+            "group.id": group,
+            "group.protocol": protocol,
+            "client.id": "lag-test-member",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+    )
+    member.subscribe([topic])
+    try:
+        wait_for(lambda: bool(member.poll(0.2)) and len(member.assignment()) == 3, what="assigned")
+        member.commit(offsets=[TopicPartition(topic, 0, 1)], asynchronous=False)
+        # Only partition 0 has a committed offset: the others show "-" with their owner.
+        tool = kafka_tool(
+            GROUP_COMMAND, "--bootstrap-server", kafka_bootstrap, "--describe", "--group", group
+        )
+        assert cli.main(["lag", "--bootstrap-servers", kafka_bootstrap, "--group", group]) == 0
+        ours = capsys.readouterr().out
+    finally:
+        member.close()
+    columns = [
+        "TOPIC",
+        "PARTITION",
+        "CURRENT-OFFSET",
+        "LOG-END-OFFSET",
+        "LAG",
+        "CONSUMER-ID",
+        "HOST",
+        "CLIENT-ID",
+    ]
+    theirs = sorted([r[c] for c in columns] for r in parse_tool_table(tool, group))
+    mine = sorted([r[c] for c in columns] for r in parse_tool_table(ours, group))
+    assert len(mine) == 3 and mine == theirs
+    assert [r[2] for r in mine] == ["1", "-", "-"]
+    assert {r[7] for r in mine} == {"lag-test-member"}
