@@ -24,6 +24,7 @@ from consumer.errors import (
 )
 from consumer.events.errors import RegistryUnavailableError
 from consumer.ops.offsets import OffsetsError
+from consumer.ops.topics import TopicsError
 from consumer.store.refusals import refusal
 
 
@@ -82,7 +83,7 @@ def explain(exc: BaseException) -> tuple[ExitCode, list[str]] | None:
 def _library(exc: CertConsumerError) -> tuple[ExitCode, list[str]]:
     """Errors of the operator commands' libraries: a broker or group that cannot be read is
     a dependency's failure; the rest is the work's."""
-    code = ExitCode.UNAVAILABLE if isinstance(exc, OffsetsError) else ExitCode.FAILED
+    code = ExitCode.UNAVAILABLE if isinstance(exc, OffsetsError | TopicsError) else ExitCode.FAILED
     return code, [str(exc)]
 
 

@@ -1,4 +1,4 @@
-"""``cert-consumer replay|lag|backfill|outbox retry|dlq replay``: the operator's commands.
+"""``cert-consumer replay|lag|backfill|outbox retry|dlq replay|topics``: the operator's commands.
 
 ``add_commands`` adds them to the main parser; each stores its handler as ``args.handler``, a
 function of the parsed arguments returning the exit code: 0 ok, 1 failed (broker or database
@@ -29,7 +29,7 @@ from consumer.kafka import clients
 from consumer.kafka.clients import admin_config
 from consumer.kafka.delivery import deliver
 from consumer.kafka.watermarks import Partition
-from consumer.ops import backfill, offsets, redrive
+from consumer.ops import backfill, offsets, redrive, topics
 from consumer.store.outbox import retry_set_aside
 
 Handler = Callable[[argparse.Namespace], int]
@@ -44,6 +44,81 @@ def add_commands(subparsers: Subparsers) -> None:
     _add_backfill(subparsers)
     _add_outbox(subparsers)
     _add_dlq(subparsers)
+    _add_topics(subparsers)
+
+
+def _add_topics(subparsers: Subparsers) -> None:
+    found = subparsers.add_parser(
+        "topics", help="the six topics the service needs: plan, create or check them"
+    )
+    commands = found.add_subparsers(dest="topics_command", required=True)
+    for name, what in (
+        ("plan", "print the recommended topics, partitions, retention and cleanup policy"),
+        ("create", "create those that do not exist (existing ones are left as they are)"),
+        ("check", "compare the broker's topics with the plan; exit 3 if one is missing"),
+    ):
+        command = commands.add_parser(name, help=what)
+        command.add_argument(
+            "--input-partitions",
+            type=positive_int,
+            default=6,
+            help="partitions of each input topic: the most ingest processes (default 6)",
+        )
+        command.add_argument("--json", action="store_true", help="print JSON instead of a table")
+        if name == "create":
+            command.add_argument(
+                "--replication-factor",
+                type=positive_int,
+                default=None,
+                help="default: the broker's default.replication.factor",
+            )
+        if name != "plan":
+            _bootstrap_flag(command)
+        command.set_defaults(handler=run_topics)
+
+
+def run_topics(args: argparse.Namespace, out: TextIO | None = None) -> int:
+    """``topics plan`` prints; ``create`` makes the missing ones; ``check`` exits 3 when one
+    is missing (a difference in partitions or retention is reported, exit 0)."""
+    out = out or sys.stdout  # resolved per call: tests and callers redirect it
+    settings = command_settings(args, require_database=False)
+    specs = topics.plan(settings, args.input_partitions)
+    if args.topics_command == "plan":
+        if args.json:
+            print(json.dumps([asdict(s) for s in specs]), file=out)
+        else:
+            print(_topics_table(specs), file=out)
+        return 0
+    admin = AdminClient(admin_config(settings))
+    if args.topics_command == "create":
+        factor = args.replication_factor or topics.BROKER_DEFAULT
+        created, existing = topics.create(admin, specs, factor)
+        summary = {"created": created, "already_there": existing}
+        print(json.dumps(summary) if args.json else _created_text(created, existing), file=out)
+        return 0
+    findings = topics.check(admin, specs)
+    if args.json:
+        print(json.dumps([asdict(f) for f in findings]), file=out)
+    for finding in findings:
+        print(f"cert-consumer: topic {finding.topic!r}: {finding.problem}", file=sys.stderr)
+    if not args.json and not findings:
+        print(f"all {len(specs)} topics are there as planned", file=out)
+    return 3 if any(f.missing for f in findings) else 0
+
+
+def _topics_table(specs: Sequence[topics.TopicSpec]) -> str:
+    rows = [
+        [s.name, s.role, s.partitions, s.retention_ms // topics.DAY_MS, s.cleanup_policy, s.why]
+        for s in specs
+    ]
+    headers = ["TOPIC", "ROLE", "PARTITIONS", "RETENTION-DAYS", "CLEANUP", "WHY"]
+    return _table(headers, rows)
+
+
+def _created_text(created: Sequence[str], existing: Sequence[str]) -> str:
+    lines = [f"created {name}" for name in created]
+    lines += [f"already there, left as it is: {name}" for name in existing]
+    return "\n".join(lines)
 
 
 def _add_dlq(subparsers: Subparsers) -> None:

@@ -1,5 +1,5 @@
-"""What the service depends on, and whether each one answers now: PostgreSQL, Kafka and the
-schema registry.
+"""What the service depends on, and whether each one answers now: PostgreSQL, Kafka (and its
+input topics existing) and the schema registry.
 
 Loops report what they see (a failed query, a broker that is down, an unregistered subject);
 readiness and ``cert_consumer_dependency_up{dependency}`` read it. Liveness never does: a
@@ -26,6 +26,9 @@ class Dependency(enum.StrEnum):
     POSTGRESQL = "postgresql"
     KAFKA = "kafka"
     SCHEMA_REGISTRY = "schema_registry"
+    # The input topics: each subscribed one exists (with auto-create off, a missing one
+    # would otherwise leave the service reading the others in silence).
+    KAFKA_TOPICS = "kafka_topics"
 
 
 def blame(exc: BaseException) -> Dependency:

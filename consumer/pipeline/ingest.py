@@ -51,6 +51,8 @@ from consumer.store.grants import Transition
 log = structlog.get_logger("consumer.pipeline.ingest")
 LOOP = "ingest"
 _LAG_TIMEOUT = 2.0
+_UNKNOWN_TOPIC = frozenset({KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC})
+_TOPICS_CHECK_SECONDS = 10.0  # how often the input topics' existence is asked
 _POLL_SECONDS = 0.5  # the longest a stop or a lag refresh waits on an idle topic
 
 
@@ -101,6 +103,8 @@ class IngestLoop:
         self._routes = Routes(settings.accepted_types, settings.cdc_topics)
         self._revoked: set[tuple[str, int]] = set()
         self._lag_due = 0.0
+        self._missing_topics: set[str] = set()
+        self._topics_due = 0.0
         self._paused = False
 
     # -- rebalance callbacks (run inside consume(), between batches) --------------------------
@@ -128,6 +132,10 @@ class IngestLoop:
         for tp in partitions:
             with contextlib.suppress(KeyError):
                 self._metrics.consumer_lag.remove(tp.topic, str(tp.partition))
+
+    def _refresh_checks(self) -> None:
+        self._check_topics()
+        self._refresh_lag()
 
     def _refresh_lag(self) -> None:
         """Lag of every owned partition: its high watermark minus its committed offset (or
@@ -168,7 +176,7 @@ class IngestLoop:
             while not self._stop.is_set():
                 messages = self._consume()
                 self._beat()
-                self._refresh_lag()
+                self._refresh_checks()
                 if messages:
                     self._process(messages)
         finally:
@@ -204,6 +212,8 @@ class IngestLoop:
                 raise FatalError(f"fatal Kafka consumer error: {error}")
             elif (denied := self._denied(msg.topic(), error)) is not None:
                 raise RefusedError(denied)
+            elif error.code() in _UNKNOWN_TOPIC:
+                self._topic_missing(msg.topic(), error)
             else:
                 log.warning(
                     "consumer_error",
@@ -213,6 +223,43 @@ class IngestLoop:
                     code=error.code(),
                 )
         return good
+
+    def _topic_missing(self, topic: str | None, error: KafkaError) -> None:
+        """A consumer error saying a subscribed topic does not exist (the classic protocol
+        reports one; Kafka 4's consumer protocol reports nothing, hence ``_check_topics``)."""
+        text = str(error.str())
+        named = topic or next((t for t in self._settings.input_topics if t in text), "?")
+        self._set_missing(self._missing_topics | {named})
+
+    def _check_topics(self) -> None:
+        """Every ``_TOPICS_CHECK_SECONDS``, ask the broker whether each input topic exists:
+        with auto-create off a missing one is otherwise silence, the others being read."""
+        if self._admin is None or time.monotonic() < self._topics_due:
+            return
+        self._topics_due = time.monotonic() + _TOPICS_CHECK_SECONDS
+        missing = set()
+        with contextlib.suppress(KafkaException):  # a broker that is down is reported elsewhere
+            for topic in self._settings.input_topics:
+                found = self._admin.list_topics(topic, timeout=_LAG_TIMEOUT).topics.get(topic)
+                if found is None or (
+                    found.error is not None and found.error.code() in _UNKNOWN_TOPIC
+                ):
+                    missing.add(topic)
+            self._set_missing(missing)
+
+    def _set_missing(self, missing: set[str]) -> None:
+        """Not ready while an input topic is missing, naming it; ready again once it exists."""
+        if missing == self._missing_topics:
+            return
+        self._missing_topics = missing
+        if not missing:
+            self._dependencies.up(Dependency.KAFKA_TOPICS)
+            return
+        self._dependencies.down(
+            Dependency.KAFKA_TOPICS,
+            f"input topic {', '.join(sorted(missing))} does not exist: create it "
+            "(`cert-consumer topics create`)",
+        )
 
     def _denied(self, topic: str | None, error: KafkaError) -> str | None:
         """A missing READ ACL, named. The group protocol's heartbeat reports it without the
@@ -411,7 +458,7 @@ class IngestLoop:
                         )
                     )
             self._beat()
-            self._refresh_lag()
+            self._refresh_checks()
         return True
 
     def _close(self) -> None:

@@ -20,7 +20,7 @@ from datetime import UTC
 
 import sqlalchemy as sa
 import structlog
-from confluent_kafka import Producer
+from confluent_kafka import KafkaError, Producer
 
 from consumer.config import Settings
 from consumer.events.catalogue import EventType
@@ -166,13 +166,13 @@ class RelayLoop:
             return False
         started = time.perf_counter()
         ready = self._encode_or_set_aside(conn, rows)
-        published = self._publish(ready) if ready else []
+        published, failure = self._publish(ready) if ready else ([], None)
         if published:
             outbox.mark_published(conn, published)
             conn.commit()
         self._metrics.batch_seconds.labels(LOOP).observe(time.perf_counter() - started)
         if ready and not published:
-            raise UndeliveredError("no outbox event of the batch was delivered")
+            raise UndeliveredError(f"no outbox event of the batch was delivered: {failure}")
         if published:
             self._dependencies.up(Dependency.KAFKA)
         # A partial delivery is retried at once, like a full batch is followed at once.
@@ -212,9 +212,10 @@ class RelayLoop:
             topic=self._topics[event_type],
         )
 
-    def _publish(self, ready: list[tuple[outbox.Stored, Outgoing]]) -> list[int]:
+    def _publish(self, ready: list[tuple[outbox.Stored, Outgoing]]) -> tuple[list[int], str | None]:
         """Produce every row; return the ids delivered before the first failure, so per-key
-        order holds (the failed row and those after it are published again, in order)."""
+        order holds (the failed row and those after it are published again, in order), and
+        what that failure was (a missing topic named as such)."""
         outcome = deliver(
             self._producer,
             [outgoing for _, outgoing in ready],
@@ -222,14 +223,14 @@ class RelayLoop:
             stop=self._stop,
         )
         delivered: list[int] = []
-        for (row, _), err in zip(ready, outcome, strict=True):
+        for (row, outgoing), err in zip(ready, outcome, strict=True):
             if err is not None:
                 self._metrics.publish_failures.inc()
                 log.warning("publish_failed", outbox_id=row.id, error=str(err))
-                break
+                return delivered, _failure(err, outgoing.topic)
             delivered.append(row.id)
             self._metrics.published.labels(row.event_type).inc()
-        return delivered
+        return delivered, None
 
     def _refresh_gauges(self, conn: sa.Connection) -> None:
         if time.monotonic() - self._gauges_at < 5.0:
@@ -239,3 +240,10 @@ class RelayLoop:
         self._metrics.outbox_backlog.set(backlog.unpublished)
         self._metrics.outbox_set_aside.set(backlog.set_aside)
         self._metrics.outbox_oldest_age.set(backlog.oldest_age_s)
+
+
+def _failure(err: KafkaError, topic: str) -> str:
+    """A not-ready reason: an output topic that does not exist says so and what to do."""
+    if err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
+        return f"output topic {topic} does not exist: create it (`cert-consumer topics create`)"
+    return f"{topic}: {err.str()}"
