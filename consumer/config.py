@@ -22,6 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import sqlalchemy as sa
 
@@ -139,7 +140,10 @@ class Settings:
         "DLQ_TOPIC", "cert-consumer.dlq", "Dead-letter topic for records that can never succeed."
     )
     schema_registry_url: str = _setting(
-        "SCHEMA_REGISTRY_URL", "", "Confluent-compatible registry; empty = single-object Avro."
+        "SCHEMA_REGISTRY_URL",
+        "",
+        "Confluent-compatible registry; empty = single-object Avro.",
+        secret=True,  # it may carry credentials (https://user:password@host)
     )
     schemas_dir: str = _setting(
         "SCHEMAS_DIR",
@@ -286,6 +290,22 @@ def _parse_at_least(minimum: float, *, off: bool = False) -> Callable[[str], flo
     return parse
 
 
+def _parse_http_url(raw: str) -> str:
+    """A registry URL: http(s)://host[:port][/path]; empty = none. Never echoed (it may
+    carry credentials)."""
+    value = raw.strip()
+    if not value:
+        return ""
+    parsed = urlsplit(value)
+    if parsed.scheme not in ("http", "https") or not parsed.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    try:
+        parsed.port  # noqa: B018 - raises on a port that is not a number
+    except ValueError as exc:
+        raise ValueError("has a port that is not a number") from exc
+    return value
+
+
 def _parse_bool(raw: str) -> bool:
     value = raw.strip().lower()
     if value in ("true", "1", "yes"):
@@ -359,6 +379,7 @@ def _parse_database_url(raw: str) -> str:
 
 _PARSERS: dict[str, Callable[[str], Any]] = {
     "database_url": _parse_database_url,
+    "schema_registry_url": _parse_http_url,
     "group_protocol": _parse_choice(_GROUP_PROTOCOLS),
     "register_schemas": _parse_bool,
     "quiet_window_seconds": _parse_float,
@@ -426,6 +447,7 @@ def load_settings(
         if PREFIX + name in environ
     )
     values.update({k: v for k, v in overrides.items() if v is not None})
+    problems.extend(_parse_flags(values, overrides))
     if overrides.get("database_url"):
         problems.extend(_check_flag_url(values))
     problems.extend(_merge_password(values))
@@ -483,6 +505,20 @@ def _unknown_names(environ: Mapping[str, str]) -> list[str]:
         hint = f"; did you mean {nearest[0]}?" if nearest else ""
         notices.append(f"{name} is not a setting and is ignored{hint}")
     return notices
+
+
+def _parse_flags(values: dict[str, Any], overrides: Mapping[str, Any]) -> list[str]:
+    """Command-line flags given as text are validated as their variables are."""
+    problems = []
+    for name, raw in overrides.items():
+        parse = _PARSERS.get(name)
+        if name == "database_url" or parse is None or not isinstance(raw, str):
+            continue  # the URL flag has its own check, below
+        try:
+            values[name] = parse(raw)
+        except ValueError as exc:
+            problems.append(f"--{name.replace('_', '-')} {exc}")
+    return problems
 
 
 def _check_flag_url(values: dict[str, Any]) -> list[str]:

@@ -1,12 +1,16 @@
-"""Helpers shared by the tests: polling with a deadline, the evaluator loop in a thread."""
+"""Helpers shared by the tests: polling with a deadline, the evaluator loop in a thread, the
+CLI as a subprocess and its one-line failures."""
 
 from __future__ import annotations
 
 import contextlib
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TypeVar
 
 import sqlalchemy as sa
@@ -55,3 +59,29 @@ def evaluator_running(engine: sa.Engine, settings: Settings) -> Iterator[Metrics
         stop.set()
         thread.join(timeout=10)
         assert not thread.is_alive(), "the evaluator did not stop within 10 s of being asked"
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_cli(env: dict[str, str], *args: str, timeout: float = 90) -> tuple[int, list[str]]:
+    """`cert-consumer <args>` as a subprocess to its end: the exit code and stderr's lines."""
+    done = subprocess.run(
+        [sys.executable, "-m", "consumer.cli", *args],
+        env=env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    return done.returncode, done.stderr.splitlines()
+
+
+def assert_one_line(lines: list[str], *expected: str) -> None:
+    """The CLI's failure as it must look: exactly one ``cert-consumer:`` line, the last one,
+    with every fragment of ``expected`` in it, and no traceback anywhere."""
+    said = [line for line in lines if line.startswith("cert-consumer: ")]
+    assert len(said) == 1 and lines[-1] == said[0], lines[-15:]
+    assert all(part in said[0] for part in expected), said[0]
+    assert not any("Traceback" in line for line in lines), lines[-30:]

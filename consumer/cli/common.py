@@ -4,6 +4,7 @@ its flags, then logging set up from them; its engine; the argument types of ids 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -22,13 +23,18 @@ log = structlog.get_logger("consumer.cli")
 def command_settings(
     args: argparse.Namespace, *, require_database: bool = True, **overrides: Any
 ) -> Settings:
-    """Settings for one command; ``--database-url`` / ``--bootstrap-servers`` flags win."""
+    """Settings for one command; ``--database-url`` / ``--bootstrap-servers`` flags win. An
+    operator command's Kafka clients keep librdkafka quiet (its retry lines would bury the
+    command's own one-line failure) unless ``--debug`` or CERT_CONSUMER_KAFKA_LOG__LEVEL."""
     settings = load_settings(
         require_database=require_database,
         database_url=getattr(args, "database_url", None),
         bootstrap_servers=getattr(args, "bootstrap_servers", None),
         **overrides,
     )
+    if args.command != "run" and not args.debug and "log_level" not in settings.kafka_properties:
+        quiet = {**settings.kafka_properties, "log_level": "0"}
+        settings = dataclasses.replace(settings, kafka_properties=quiet)
     logs.configure(settings.log_level, settings.log_format)  # type: ignore[arg-type]
     for notice in (*settings.notices, *clients.ignored_overrides(settings)):
         log.warning("configuration_notice", notice=notice)

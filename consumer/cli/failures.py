@@ -11,7 +11,7 @@ import enum
 import errno
 
 import sqlalchemy as sa
-from confluent_kafka import KafkaException
+from confluent_kafka import KafkaError, KafkaException
 
 from consumer.errors import (
     CertConsumerError,
@@ -68,7 +68,13 @@ def explain(exc: BaseException) -> tuple[ExitCode, list[str]] | None:
             return ExitCode.USAGE, [refused]
         return ExitCode.UNAVAILABLE, [f"{_DATABASE} unreachable ({_first(exc)}): {_DATABASE_FIX}"]
     if isinstance(exc, KafkaException):
-        said = exc.args[0].str() if exc.args and hasattr(exc.args[0], "str") else str(exc)
+        err = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+        said = err.str() if err is not None else str(exc)
+        if err is not None and err.code() == KafkaError._INVALID_ARG:
+            return ExitCode.USAGE, [
+                f"librdkafka rejected the configuration ({said}): check the "
+                "CERT_CONSUMER_KAFKA_* variables"
+            ]
         return ExitCode.UNAVAILABLE, [f"Kafka unreachable ({said}): {_KAFKA_FIX}"]
     if isinstance(exc, TimeoutError):
         return ExitCode.UNAVAILABLE, [f"no answer in time ({_first(exc) or 'timed out'})"]

@@ -10,7 +10,6 @@ import argparse
 import sys
 import traceback
 from collections.abc import Callable, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from typing import NoReturn
 
 import structlog
@@ -21,6 +20,7 @@ from consumer.cli.failures import EXIT_CODES
 from consumer.config import describe
 from consumer.errors import MissingExtraError
 from consumer.observability import logs
+from consumer.observability.metrics import build
 
 Handler = Callable[[argparse.Namespace], int]
 log = structlog.get_logger("consumer.cli.main")
@@ -94,18 +94,14 @@ class _Parser(argparse.ArgumentParser):
     are of this class too: argparse makes them of their parent's)."""
 
     def error(self, message: str) -> NoReturn:
-        self.exit(
-            2,
-            f"cert-consumer: {self.prog.removeprefix('cert-consumer ')}: {message} "
-            f"(see {self.prog} --help)\n",
-        )
+        where = self.prog.removeprefix("cert-consumer").strip()
+        said = f"{where}: {message}" if where else message
+        self.exit(2, f"cert-consumer: {said} (see {self.prog} --help)\n")
 
 
 def _version() -> str:
-    try:
-        return version("certificate-consumer")
-    except PackageNotFoundError:  # run from a source tree that is not installed
-        return "unknown"
+    release, commit = build()
+    return release if commit == "unknown" else f"{release} ({commit})"
 
 
 def _epilog() -> str:

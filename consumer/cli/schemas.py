@@ -23,7 +23,7 @@ from typing import TextIO
 from confluent_kafka.schema_registry import SchemaRegistryClient, SchemaRegistryError
 
 from consumer.config import Settings, load_settings
-from consumer.errors import ConfigError
+from consumer.errors import CheckFailedError, ConfigError
 from consumer.events.catalogue import (
     Catalogue,
     EventType,
@@ -31,7 +31,6 @@ from consumer.events.catalogue import (
     locate_schemas_dir,
 )
 from consumer.events.compatibility import check_full_transitive
-from consumer.events.errors import RegistryUnavailableError
 from consumer.events.registration import COMPATIBILITY, register_all
 
 REGISTRY_URL_ENV = "CERT_CONSUMER_SCHEMA_REGISTRY_URL"
@@ -45,7 +44,7 @@ def add_commands(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]
     commands = schemas.add_subparsers(dest="schemas_command", required=True)
     for name, handler, text in (
         ("list", run_list, "every schema version with its fingerprint, ce_type and topic"),
-        ("check", run_check, "FULL_TRANSITIVE compatibility of every version (exit 1 if not)"),
+        ("check", run_check, "FULL_TRANSITIVE compatibility of every version (exit 3 if not)"),
         ("register", run_register, f"register every version as <topic>-value, {COMPATIBILITY}"),
     ):
         command = commands.add_parser(name, help=text)
@@ -84,7 +83,7 @@ def run_list(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
 
 def run_check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    """Check every version against all earlier ones of its type, both ways; 1 on any failure."""
+    """Check every version against all earlier ones of its type, both ways; 3 on any failure."""
     report = check_full_transitive(_catalogue(args))
     for bad in report.incompatibilities:
         print(
@@ -93,28 +92,35 @@ def run_check(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         )
         for problem in bad.problems:
             print(f"  {problem}", file=out)
+    catalogue = _catalogue(args)
+    alone = sorted(e.value for e in EventType if len(catalogue.history(e)) == 1)
     verdict = "ok" if report.ok else "FAILED"
     print(
         f"{COMPATIBILITY} {verdict}: {report.pairs_checked} reader/writer pairs checked", file=out
     )
-    return 0 if report.ok else 1
+    if alone:  # said, so a pass is never mistaken for a check of what has nothing to compare
+        print(f"one version only, nothing to compare: {', '.join(alone)}", file=out)
+    if not report.ok:
+        print(f"cert-consumer: schemas are not {COMPATIBILITY} compatible", file=sys.stderr)
+    return 0 if report.ok else 3
 
 
 def run_register(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
-    """Register every version in order; one JSON line per version, 1 on the first failure."""
-    url = args.registry_url or _settings().schema_registry_url
+    """Register every version in order; one JSON line per version; a refusal is one line on
+    stderr and exit 3 (an unreachable registry too)."""
+    url = load_settings(
+        require_database=False, schema_registry_url=args.registry_url
+    ).schema_registry_url
     if not url:
-        print(f"no registry: pass --registry-url or set {REGISTRY_URL_ENV}", file=out)
-        return 2
+        raise ConfigError([f"no registry: pass --registry-url or set {REGISTRY_URL_ENV}"])
     catalogue = _catalogue(args)
     topics = _topic_overrides(args.topic)
     client = SchemaRegistryClient({"url": url})
     try:
         for registered in register_all(catalogue, client, topics):
             print(json.dumps(asdict(registered)), file=out)
-    except (SchemaRegistryError, RegistryUnavailableError) as exc:
-        print(json.dumps({"error": type(exc).__name__, "message": str(exc)}), file=out)
-        return 1
+    except SchemaRegistryError as exc:
+        raise CheckFailedError(f"the registry refused a schema: {exc}") from exc
     return 0
 
 
@@ -137,16 +143,11 @@ def _catalogue(args: argparse.Namespace) -> Catalogue:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run ``schemas`` on its own (``python -m consumer.cli.schemas list``)."""
-    parser = argparse.ArgumentParser(prog="cert-consumer")
-    add_commands(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["schemas", *(sys.argv[1:] if argv is None else argv)])
-    handler: Handler = args.handler
-    try:
-        return handler(args)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
+    """Run ``schemas`` on its own (``python -m consumer.cli.schemas list``), through the CLI's
+    one error path."""
+    from consumer.cli.main import main as cli_main  # noqa: PLC0415 - it imports this module
+
+    return cli_main(["schemas", *(sys.argv[1:] if argv is None else argv)])
 
 
 if __name__ == "__main__":

@@ -7,8 +7,27 @@ bounded (topic, partition, kind, outcome, error class), never ids of people or s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+BUILD_COMMIT_FILE = Path("/etc/cert-consumer/build-commit")  # written by deploy/Dockerfile
+
+
+def build() -> tuple[str, str]:
+    """(version, commit): the installed package's version, and the image's commit file
+    ("unknown" outside an image, or for a source tree that is not installed)."""
+    try:
+        release = version("certificate-consumer")
+    except PackageNotFoundError:
+        release = "unknown"
+    try:
+        commit = BUILD_COMMIT_FILE.read_text(encoding="utf-8").strip() or "unknown"
+    except OSError:
+        commit = "unknown"
+    return release, commit
+
 
 _BATCH_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -21,6 +40,13 @@ class Metrics:
 
     def __post_init__(self) -> None:
         r = self.registry
+        self.build_info = Gauge(
+            "cert_consumer_build_info",
+            "1, labelled with the running release and the commit its image was built from.",
+            ["version", "commit"],
+            registry=r,
+        )
+        self.build_info.labels(*build()).set(1)
         self.events_consumed = Counter(
             "cert_consumer_events_consumed_total",
             "Input records consumed, by topic.",

@@ -25,7 +25,7 @@ from consumer.errors import CertConsumerError
 from consumer.kafka import watermarks
 from consumer.kafka.watermarks import Bounds, Partition, spec
 
-TIMEOUT_SECONDS = 30.0
+TIMEOUT_SECONDS = 15.0  # a broker that does not answer within this is reported down
 
 
 class OffsetsError(CertConsumerError):
@@ -190,6 +190,14 @@ def compute_lag(
     return LagReport(group, rows)
 
 
+def why(exc: BaseException) -> str:
+    """The broker's words, or for a request that got no answer what to check."""
+    return str(exc) or (
+        f"no answer within {TIMEOUT_SECONDS:g} s: check CERT_CONSUMER_KAFKA_BOOTSTRAP_SERVERS "
+        "and that the brokers are up"
+    )
+
+
 # --- Kafka --------------------------------------------------------------------------------
 
 
@@ -199,8 +207,8 @@ def fetch_committed(admin: AdminClient, group: str) -> dict[Partition, int]:
     try:
         future = admin.list_consumer_group_offsets(request, request_timeout=TIMEOUT_SECONDS)
         result = future[group].result(timeout=TIMEOUT_SECONDS)
-    except KafkaException as exc:
-        raise OffsetsError(f"could not read the offsets of group {group!r}: {exc}") from exc
+    except (KafkaException, TimeoutError) as exc:
+        raise OffsetsError(f"could not read the offsets of group {group!r}: {why(exc)}") from exc
     return {
         (tp.topic, tp.partition): tp.offset
         for tp in result.topic_partitions or []
@@ -212,8 +220,8 @@ def topic_partitions(admin: AdminClient, topics: Iterable[str]) -> list[Partitio
     """All partitions of the named topics; an unknown topic is an error, never auto-created."""
     try:
         metadata = admin.list_topics(timeout=TIMEOUT_SECONDS)
-    except KafkaException as exc:
-        raise OffsetsError(f"could not read the cluster metadata: {exc}") from exc
+    except (KafkaException, TimeoutError) as exc:
+        raise OffsetsError(f"could not read the cluster metadata: {why(exc)}") from exc
     found: list[Partition] = []
     for topic in topics:
         described = metadata.topics.get(topic)
@@ -229,15 +237,15 @@ def fetch_offsets(
     """One list_offsets round for every partition with the same spec."""
     try:
         return watermarks.list_offsets(admin, partitions, which, timeout=TIMEOUT_SECONDS)
-    except KafkaException as exc:
-        raise OffsetsError(f"could not list offsets: {exc}") from exc
+    except (KafkaException, TimeoutError) as exc:
+        raise OffsetsError(f"could not list offsets: {why(exc)}") from exc
 
 
 def fetch_bounds(admin: AdminClient, partitions: Sequence[Partition]) -> dict[Partition, Bounds]:
     try:
         return watermarks.bounds(admin, partitions, timeout=TIMEOUT_SECONDS)
-    except KafkaException as exc:
-        raise OffsetsError(f"could not list offsets: {exc}") from exc
+    except (KafkaException, TimeoutError) as exc:
+        raise OffsetsError(f"could not list offsets: {why(exc)}") from exc
 
 
 class UnknownGroupError(OffsetsError):
@@ -255,10 +263,14 @@ def assignments(admin: AdminClient, group: str) -> dict[Partition, Member]:
     try:
         future = admin.describe_consumer_groups([group], request_timeout=TIMEOUT_SECONDS)
         description = future[group].result(timeout=TIMEOUT_SECONDS)
-    except KafkaException as exc:
-        if exc.args and exc.args[0].code() == KafkaError.GROUP_ID_NOT_FOUND:
+    except (KafkaException, TimeoutError) as exc:
+        if (
+            exc.args
+            and isinstance(exc.args[0], KafkaError)
+            and exc.args[0].code() == KafkaError.GROUP_ID_NOT_FOUND
+        ):
             return {}
-        raise OffsetsError(f"could not describe group {group!r}: {exc}") from exc
+        raise OffsetsError(f"could not describe group {group!r}: {why(exc)}") from exc
     owned: dict[Partition, Member] = {}
     for member in description.members or []:
         who = Member(member.member_id, member.host, member.client_id)
@@ -272,8 +284,8 @@ def active_members(admin: AdminClient, group: str) -> int:
     try:
         future = admin.describe_consumer_groups([group], request_timeout=TIMEOUT_SECONDS)
         description = future[group].result(timeout=TIMEOUT_SECONDS)
-    except KafkaException as exc:
-        raise OffsetsError(f"could not describe group {group!r}: {exc}") from exc
+    except (KafkaException, TimeoutError) as exc:
+        raise OffsetsError(f"could not describe group {group!r}: {why(exc)}") from exc
     return len(description.members or [])
 
 
@@ -287,8 +299,8 @@ def commit_offsets(admin: AdminClient, group: str, targets: Mapping[Partition, i
     try:
         future = admin.alter_consumer_group_offsets(request, request_timeout=TIMEOUT_SECONDS)
         result = future[group].result(timeout=TIMEOUT_SECONDS)
-    except KafkaException as exc:
-        raise OffsetsError(f"could not commit offsets of group {group!r}: {exc}") from exc
+    except (KafkaException, TimeoutError) as exc:
+        raise OffsetsError(f"could not commit offsets of group {group!r}: {why(exc)}") from exc
     failed = [tp for tp in result.topic_partitions or [] if tp.error is not None]
     if failed:
         first = failed[0]

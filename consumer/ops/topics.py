@@ -22,9 +22,9 @@ from confluent_kafka.admin import (  # type: ignore[attr-defined]
 
 from consumer.config import Settings
 from consumer.errors import CertConsumerError
+from consumer.ops.offsets import TIMEOUT_SECONDS, why
 
 DAY_MS = 24 * 3600 * 1000
-TIMEOUT_SECONDS = 30.0
 BROKER_DEFAULT = -1  # the replication factor: the broker's default.replication.factor
 
 
@@ -75,8 +75,8 @@ def check(admin: AdminClient, specs: Sequence[TopicSpec]) -> list[Finding]:
     another cleanup policy or a shorter retention."""
     try:
         metadata = admin.list_topics(timeout=TIMEOUT_SECONDS)
-    except KafkaException as exc:
-        raise TopicsError(f"could not read the cluster metadata: {exc}") from exc
+    except (KafkaException, TimeoutError) as exc:
+        raise TopicsError(f"could not read the cluster metadata: {why(exc)}") from exc
     findings = [
         Finding(s.name, "missing", missing=True) for s in specs if s.name not in metadata.topics
     ]
@@ -115,8 +115,8 @@ def create(
         for name, future in futures.items():
             try:
                 future.result(timeout=TIMEOUT_SECONDS)
-            except KafkaException as exc:
-                raise TopicsError(f"could not create topic {name!r}: {exc.args[0].str()}") from exc
+            except (KafkaException, TimeoutError) as exc:
+                raise TopicsError(f"could not create topic {name!r}: {why(exc)}") from exc
     return [s.name for s in new], [s.name for s in specs if s.name in existing]
 
 
@@ -130,5 +130,5 @@ def _configs(admin: AdminClient, topics: Sequence[str]) -> dict[str, dict[str, s
             resource.name: {k: str(v.value) for k, v in future.result(TIMEOUT_SECONDS).items()}
             for resource, future in futures.items()
         }
-    except KafkaException as exc:
-        raise TopicsError(f"could not describe the topics' configuration: {exc}") from exc
+    except (KafkaException, TimeoutError) as exc:
+        raise TopicsError(f"could not describe the topics' configuration: {why(exc)}") from exc

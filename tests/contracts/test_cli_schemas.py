@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import argparse
 import io
-import json
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from consumer.cli import failures
 from consumer.cli.schemas import REGISTRY_URL_ENV, add_commands
 from tests.contracts.conftest import REPO, WriteSchema, raw_schema
+
+ALONE = (
+    "one version only, nothing to compare: approval_requested, certificate_settings_changed, "
+    "page_score_updated, post_created\n"
+)
 
 
 def run(*argv: str) -> tuple[int, str]:
@@ -21,7 +26,13 @@ def run(*argv: str) -> tuple[int, str]:
     add_commands(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["schemas", *argv])
     out = io.StringIO()
-    code = args.handler(args, out)
+    try:
+        code = args.handler(args, out)
+    except Exception as exc:  # as the CLI's one error path says it (cert-consumer: <line>)
+        explained = failures.explain(exc)
+        assert explained is not None, exc
+        code, lines = explained
+        out.write("".join(f"{line}\n" for line in lines))
     return code, out.getvalue()
 
 
@@ -39,7 +50,7 @@ def test_list_shows_every_version_with_its_fingerprint() -> None:
 
 
 def test_check_passes_on_the_real_folder() -> None:
-    assert run("check") == (0, "FULL_TRANSITIVE ok: 2 reader/writer pairs checked\n")
+    assert run("check") == (0, "FULL_TRANSITIVE ok: 2 reader/writer pairs checked\n" + ALONE)
 
 
 def test_check_passes_with_a_defaulted_v2(write_schema: WriteSchema, schemas_copy: Path) -> None:
@@ -50,7 +61,9 @@ def test_check_passes_with_a_defaulted_v2(write_schema: WriteSchema, schemas_cop
     write_schema("post_created.v2.avsc", v2)
     assert run("check", "--schemas-dir", str(schemas_copy)) == (
         0,
-        "FULL_TRANSITIVE ok: 4 reader/writer pairs checked\n",
+        "FULL_TRANSITIVE ok: 4 reader/writer pairs checked\n"
+        "one version only, nothing to compare: approval_requested, "
+        "certificate_settings_changed, page_score_updated\n",
     )
 
 
@@ -59,21 +72,32 @@ def test_check_fails_on_an_incompatible_v2(write_schema: WriteSchema, schemas_co
     v2["fields"].append({"name": "thread_id", "type": "long", "doc": "no default"})
     write_schema("post_created.v2.avsc", v2)
     code, out = run("check", "--schemas-dir", str(schemas_copy))
-    assert code == 1
+    assert code == 3
     assert "INCOMPATIBLE post_created.v1.avsc (writer) -> post_created.v2.avsc (reader):" in out
     assert "$.thread_id: reader field missing from writer has no default" in out
-    assert out.endswith("FULL_TRANSITIVE FAILED: 4 reader/writer pairs checked\n")
+    assert "FULL_TRANSITIVE FAILED: 4 reader/writer pairs checked\n" in out
 
 
 def test_register_needs_a_registry(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(REGISTRY_URL_ENV, raising=False)
-    assert run("register") == (2, f"no registry: pass --registry-url or set {REGISTRY_URL_ENV}\n")
+    assert run("register") == (
+        2,
+        f"invalid configuration: no registry: pass --registry-url or set {REGISTRY_URL_ENV}\n",
+    )
+
+
+def test_register_refuses_a_url_that_is_not_one() -> None:
+    assert run("register", "--registry-url", "user:secret@registry") == (
+        2,
+        "invalid configuration: --schema-registry-url must be an http:// or https:// URL with "
+        "a host\n",
+    )
 
 
 def test_register_reports_an_unreachable_registry() -> None:
     code, out = run("register", "--registry-url", "http://127.0.0.1:9")
-    assert code == 1
-    assert json.loads(out)["error"] == "RegistryUnavailableError"
+    assert code == 3
+    assert out.count("\n") == 1 and "registry" in out.lower()
 
 
 def test_as_a_module(tmp_path: Path) -> None:
@@ -86,7 +110,7 @@ def test_as_a_module(tmp_path: Path) -> None:
     )
     assert (done.returncode, done.stdout) == (
         0,
-        "FULL_TRANSITIVE ok: 2 reader/writer pairs checked\n",
+        "FULL_TRANSITIVE ok: 2 reader/writer pairs checked\n" + ALONE,
     )
     broken = subprocess.run(
         [

@@ -12,6 +12,7 @@ import pytest
 from confluent_kafka.schema_registry import SchemaRegistryClient
 
 from consumer.cli.schemas import add_commands, register_all
+from consumer.errors import CheckFailedError
 from consumer.events.catalogue import Catalogue, EventType, load_catalogue
 from consumer.events.codec import Codec
 from consumer.events.envelope import read_trigger
@@ -119,10 +120,11 @@ def test_the_registry_refuses_an_incompatible_version(
         + [f"--topic={e.value}={t}" for e, t in topics(topic_prefix).items()]
     )
     out = io.StringIO()
-    assert args.handler(args, out) == 1
-    last = json.loads(out.getvalue().splitlines()[-1])
-    assert last["error"] == "SchemaRegistryError"
-    assert "409" in last["message"]
+    with pytest.raises(CheckFailedError) as refused:  # the CLI says it in one line, exit 3
+        args.handler(args, out)
+    assert str(refused.value).startswith("the registry refused a schema: ")
+    assert "409" in str(refused.value)
+    assert all(json.loads(line)["subject"] for line in out.getvalue().splitlines())
 
 
 def argparse_parser() -> argparse.ArgumentParser:

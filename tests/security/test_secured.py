@@ -5,8 +5,6 @@ no password, name or email in anything it shows."""
 from __future__ import annotations
 
 import random
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -27,9 +25,9 @@ from consumer.config import load_settings
 from consumer.kafka import acls
 from tests.faults.verdict import read_topic, verdict
 from tests.faults.world import Triggers, World, expected_grants, rounds, seed_world
-from tests.integration.service import REPO, Launcher, Topics, codec, service_env
+from tests.integration.service import Launcher, Topics, codec, service_env
 from tests.security.conftest import SERVICE_USER, SecuredKafka, TorusDatabase
-from tests.support import wait_for
+from tests.support import assert_one_line, run_cli, wait_for
 
 pytestmark = pytest.mark.integration
 PROBE_DOMAIN = "@leak-probe.example"
@@ -184,27 +182,9 @@ def test_end_to_end_over_sasl_ssl_and_verify_full_leaks_no_secret_or_personal_da
     engine.dispose()
 
 
-def run_to_exit(env: dict[str, str], timeout: float = 90) -> tuple[int, list[str]]:
-    """`cert-consumer run` to its end: the exit code and the lines of stderr."""
-    done = subprocess.run(
-        [sys.executable, "-m", "consumer.cli", "run"],
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        check=False,
-    )
-    return done.returncode, done.stderr.splitlines()
-
-
 def assert_one_line_exit_2(code: int, lines: list[str], *expected: str) -> None:
     assert code == 2, lines[-20:]
-    said = [line for line in lines if line.startswith("cert-consumer: ")]
-    assert len(said) == 1, lines[-20:]
-    assert all(part in said[0] for part in expected), said[0]
-    assert lines[-1] == said[0]
-    assert not any("Traceback" in line for line in lines), lines[-40:]
+    assert_one_line(lines, *expected)
 
 
 def _db_case(database: TorusDatabase, tls: Path, case: str) -> dict[str, str]:
@@ -244,7 +224,7 @@ def test_a_refusing_postgresql_is_one_line_and_exit_2(
     env |= _db_case(torus_database, tls, case)
     env = {k: v for k, v in env.items() if v}
     started = time.monotonic()
-    code, lines = run_to_exit(env)
+    code, lines = run_cli(env, "run")
     assert_one_line_exit_2(code, lines, "PostgreSQL refused the connection", *DB_CASES[case])
     assert time.monotonic() - started < 30  # at once, not after a start-up deadline
 
@@ -293,7 +273,7 @@ def test_a_refusing_kafka_is_one_line_and_exit_2(
             env[name] = given
     env = {k: v for k, v in env.items() if v}
     started = time.monotonic()
-    code, lines = run_to_exit(env)
+    code, lines = run_cli(env, "run")
     assert_one_line_exit_2(code, lines, "Kafka refused the connection", setting)
     assert time.monotonic() - started < 30
 
@@ -322,7 +302,7 @@ def test_without_any_one_acl_the_service_names_it_and_exits_2(
         pass
     triggers.producer.produce(topics.scores, value=b"\x00not avro", key=b"1:2")
     assert triggers.producer.flush(30) == 0
-    code, lines = run_to_exit(env)
+    code, lines = run_cli(env, "run")
     kind = skip.resource.value.lower()
     assert_one_line_exit_2(
         code, lines, f"Kafka denied {skip.operation.value} on {kind} '{skip.name}'", "README"
