@@ -270,7 +270,10 @@ class Settings:
 
 
 def _parse_float(raw: str) -> float:
-    value = float(raw)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ValueError("must be a number") from None
     if not value >= 0 or value == float("inf"):
         raise ValueError("must be a finite number >= 0")
     return value
@@ -315,15 +318,22 @@ def _parse_bool(raw: str) -> bool:
     raise ValueError("must be true or false")
 
 
+def _parse_int(raw: str, said: str) -> int:
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(said) from None
+
+
 def _parse_positive_int(raw: str) -> int:
-    value = int(raw)
+    value = _parse_int(raw, "must be a whole number > 0")
     if value <= 0:
         raise ValueError("must be a whole number > 0")
     return value
 
 
 def _parse_port(raw: str) -> int:
-    value = int(raw)
+    value = _parse_int(raw, "must be a port number 0..65535")
     if not 0 <= value <= 65535:
         raise ValueError("must be a port number 0..65535")
     return value

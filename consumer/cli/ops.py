@@ -24,7 +24,7 @@ from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from consumer.cli.common import command_engine, command_settings, positive_int, positive_seconds
-from consumer.errors import ConfigError
+from consumer.errors import CheckFailedError, ConfigError
 from consumer.kafka import clients
 from consumer.kafka.clients import admin_config
 from consumer.kafka.delivery import deliver
@@ -364,8 +364,7 @@ def _backfill(engine: sa.Engine, args: argparse.Namespace, out: TextIO) -> int:
     with engine.connect() as conn:
         section_ids = backfill.select_sections(conn, args.section_id)
     if args.section_id is not None and not section_ids:
-        print(f"cert-consumer: no section {args.section_id}", file=sys.stderr)
-        return 1
+        raise CheckFailedError(f"no section {args.section_id}")
     with _bar("sections", len(section_ids)) as advance:
         summary = backfill.run_backfill(
             engine,

@@ -13,6 +13,7 @@ and an idle relay runs no statement but its gauges' (ADR 0013).
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -20,7 +21,7 @@ from datetime import UTC
 
 import sqlalchemy as sa
 import structlog
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
 from consumer.config import Settings
 from consumer.events.catalogue import EventType
@@ -39,6 +40,9 @@ from consumer.store.notifications import OUTBOX, Listener
 
 log = structlog.get_logger("consumer.pipeline.relay")
 LOOP = "relay"
+_MAYBE_MISSING = frozenset(
+    {KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC, KafkaError._MSG_TIMED_OUT}
+)
 SOURCE = "urn:oli:torus:certificate-consumer"
 
 
@@ -227,10 +231,24 @@ class RelayLoop:
             if err is not None:
                 self._metrics.publish_failures.inc()
                 log.warning("publish_failed", outbox_id=row.id, error=str(err))
-                return delivered, _failure(err, outgoing.topic)
+                return delivered, self._failure(err, outgoing.topic)
             delivered.append(row.id)
             self._metrics.published.labels(row.event_type).inc()
         return delivered, None
+
+    def _failure(self, err: KafkaError, topic: str) -> str:
+        """The not-ready reason of an undelivered batch. A topic that does not exist (auto-
+        create off) usually fails as a plain timeout, before librdkafka gives up on its
+        metadata, so the broker is asked whether it exists, and it is named if not."""
+        if err.code() in _MAYBE_MISSING:
+            with contextlib.suppress(KafkaException):
+                found = self._producer.list_topics(topic, timeout=5).topics.get(topic)
+                if found is None or found.error is not None:
+                    return (
+                        f"output topic {topic} does not exist: create it "
+                        "(`cert-consumer topics create`)"
+                    )
+        return f"{topic}: {err.str()}"
 
     def _refresh_gauges(self, conn: sa.Connection) -> None:
         if time.monotonic() - self._gauges_at < 5.0:
@@ -240,10 +258,3 @@ class RelayLoop:
         self._metrics.outbox_backlog.set(backlog.unpublished)
         self._metrics.outbox_set_aside.set(backlog.set_aside)
         self._metrics.outbox_oldest_age.set(backlog.oldest_age_s)
-
-
-def _failure(err: KafkaError, topic: str) -> str:
-    """A not-ready reason: an output topic that does not exist says so and what to do."""
-    if err.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
-        return f"output topic {topic} does not exist: create it (`cert-consumer topics create`)"
-    return f"{topic}: {err.str()}"

@@ -120,8 +120,10 @@ def test_bad_configuration_exits_2_with_one_line_per_problem(env, tmp_path) -> N
     }
     result = _run_service_expecting_exit(env)
     assert result.returncode == 2
-    problems = [line for line in result.stderr.splitlines() if line.startswith("  CERT_CONSUMER_")]
+    prefix = "cert-consumer: invalid configuration: CERT_CONSUMER_"
+    problems = [line for line in result.stderr.splitlines() if line.startswith(prefix)]
     assert len(problems) == 3, result.stderr
+    assert "QUIET_WINDOW_SECONDS='soon': must be a number" in problems[0]
     assert "postgresql" not in result.stderr  # the database URL is never echoed
 
 
@@ -136,8 +138,11 @@ def test_a_bad_librdkafka_property_is_a_configuration_error(env) -> None:
 def test_an_unmigrated_database_is_refused_with_a_clear_message(env, pg_server_url) -> None:
     env = env | {"CERT_CONSUMER_DATABASE_URL": pg_server_url}  # the server's empty `postgres` db
     result = _run_service_expecting_exit(env)
-    assert result.returncode == 1
-    assert "run `cert-consumer db upgrade`" in result.stderr
+    assert result.returncode == 3  # a check failed
+    assert result.stderr == (
+        "cert-consumer: the cert_consumer schema lacks migrations [1, 2, 3]; run "
+        "`cert-consumer db upgrade`\n"
+    )
 
 
 def _run_service_expecting_exit(env: dict[str, str]) -> subprocess.CompletedProcess[str]:

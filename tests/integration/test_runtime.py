@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 import pytest
@@ -19,7 +21,7 @@ from tests.integration.conftest import (
     pass_distinction,
     seed_section,
 )
-from tests.integration.service import read_raw, service_env
+from tests.integration.service import ServiceProcess, read_raw, service_env
 from tests.support import wait_for
 
 pytestmark = pytest.mark.integration
@@ -244,6 +246,15 @@ def test_database_outage_pauses_and_resumes_without_loss(
     engine.dispose()
 
 
+def _readiness(service: ServiceProcess) -> str:
+    """/readyz's body when not ready, "" when ready."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{service.port}/readyz", timeout=3):
+            return ""
+    except urllib.error.HTTPError as exc:
+        return str(exc.read().decode())
+
+
 def test_relay_backs_off_while_a_topic_is_missing_and_delivers_once_it_exists(
     engine, env, services, activity, kafka_bootstrap
 ) -> None:
@@ -262,6 +273,11 @@ def test_relay_backs_off_while_a_topic_is_missing_and_delivers_once_it_exists(
         what="failed deliveries",
     )
     assert count(engine, outbox) == 1  # one event, retried, never duplicated in the outbox
+    wait_for(
+        lambda: f"output topic {missing} does not exist" in _readiness(service),
+        timeout=30,
+        what="readiness naming the missing output topic",
+    )
     admin = AdminClient({"bootstrap.servers": kafka_bootstrap})
     admin.create_topics([NewTopic(missing, 1, 1)])[missing].result(30)
     try:

@@ -91,7 +91,7 @@ def test_dry_run_counts_and_writes_nothing(seeded, database_url, capsys) -> None
 
 
 def test_unknown_section(seeded, database_url, capsys) -> None:
-    assert backfill(database_url, "--section-id", "999") == 1
+    assert backfill(database_url, "--section-id", "999") == 3  # a check failed: no such section
     assert "no section 999" in capsys.readouterr().err
 
 

@@ -72,7 +72,7 @@ def test_group_membership_properties() -> None:
 @pytest.mark.parametrize(
     ("name", "raw", "fragment"),
     [
-        ("QUIET_WINDOW_SECONDS", "soon", "could not convert"),
+        ("QUIET_WINDOW_SECONDS", "soon", "must be a number"),
         ("QUIET_WINDOW_SECONDS", "-1", ">= 0"),
         ("MAX_WAIT_SECONDS", "inf", "finite"),
         ("CONSUME_BATCH_SIZE", "0", "> 0"),
