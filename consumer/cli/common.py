@@ -32,7 +32,8 @@ def command_settings(
         bootstrap_servers=getattr(args, "bootstrap_servers", None),
         **overrides,
     )
-    if args.command != "run" and not args.debug and "log_level" not in settings.kafka_properties:
+    quiet_kafka = getattr(args, "command", None) != "run" and not getattr(args, "debug", False)
+    if quiet_kafka and "log_level" not in settings.kafka_properties:
         quiet = {**settings.kafka_properties, "log_level": "0"}
         settings = dataclasses.replace(settings, kafka_properties=quiet)
     logs.configure(settings.log_level, settings.log_format)  # type: ignore[arg-type]

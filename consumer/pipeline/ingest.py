@@ -21,7 +21,15 @@ from datetime import UTC, datetime
 
 import sqlalchemy as sa
 import structlog
-from confluent_kafka import Consumer, KafkaError, KafkaException, Message, Producer, TopicPartition
+from confluent_kafka import (
+    Consumer,
+    KafkaError,
+    KafkaException,
+    Message,
+    Producer,
+    TopicCollection,
+    TopicPartition,
+)
 from confluent_kafka.admin import AdminClient
 
 from consumer.config import Settings
@@ -233,19 +241,27 @@ class IngestLoop:
 
     def _check_topics(self) -> None:
         """Every ``_TOPICS_CHECK_SECONDS``, ask the broker whether each input topic exists:
-        with auto-create off a missing one is otherwise silence, the others being read."""
+        with auto-create off a missing one is otherwise silence, the others being read.
+        DescribeTopics, not a metadata request naming the topics, which a broker with
+        auto-create on would answer by creating them with its defaults."""
         if self._admin is None or time.monotonic() < self._topics_due:
             return
         self._topics_due = time.monotonic() + _TOPICS_CHECK_SECONDS
+        futures = self._admin.describe_topics(
+            TopicCollection(list(self._settings.input_topics)), request_timeout=_LAG_TIMEOUT
+        )
         missing = set()
-        with contextlib.suppress(KafkaException):  # a broker that is down is reported elsewhere
-            for topic in self._settings.input_topics:
-                found = self._admin.list_topics(topic, timeout=_LAG_TIMEOUT).topics.get(topic)
-                if found is None or (
-                    found.error is not None and found.error.code() in _UNKNOWN_TOPIC
-                ):
+        for topic, future in futures.items():
+            try:
+                future.result(timeout=_LAG_TIMEOUT)
+            except KafkaException as exc:
+                if exc.args and exc.args[0].code() in _UNKNOWN_TOPIC:
                     missing.add(topic)
-            self._set_missing(missing)
+                else:
+                    return  # a broker that is down or a denial is reported elsewhere
+            except TimeoutError:
+                return
+        self._set_missing(missing)
 
     def _set_missing(self, missing: set[str]) -> None:
         """Not ready while an input topic is missing, naming it; ready again once it exists."""
