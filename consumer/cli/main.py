@@ -14,7 +14,7 @@ from typing import NoReturn
 
 import structlog
 
-from consumer.cli import failures, ops, schemas
+from consumer.cli import explain, failures, ops, schemas
 from consumer.cli.common import command_engine, command_settings, positive_int
 from consumer.cli.failures import EXIT_CODES
 from consumer.config import describe
@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--database-url", help="overrides CERT_CONSUMER_DATABASE_URL")
     evaluate.set_defaults(handler=_evaluate)
 
+    explain.add_command(sub)
+    explain.add_audit_command(sub)
     schemas.add_commands(sub)
     ops.add_commands(sub)
 

@@ -138,7 +138,7 @@ def _decide_first_grant(facts: Facts, certificate: CertificateSettings) -> Decis
     certificate cannot be earned with distinction; it does not hold back completion.
     """
     certificate_id = certificate.certificate_id
-    completion = _finite_or_none(certificate.min_percentage_for_completion)
+    completion = usable_threshold(certificate.min_percentage_for_completion)
     if (
         completion is None
         or certificate.required_class_notes is None
@@ -150,12 +150,12 @@ def _decide_first_grant(facts: Facts, certificate: CertificateSettings) -> Decis
         or facts.public_discussion_posts < certificate.required_discussion_posts
     ):
         return Decision.no_change(Reason.PARTICIPATION_NOT_MET, certificate_id)
-    required = _required_pages(certificate, facts.section_pages)
+    required = required_pages(certificate, facts.section_pages)
     if isinstance(required, Reason):
         return Decision.no_change(required, certificate_id)
     if not _every_page_passes(required, facts.scores, completion):
         return Decision.no_change(Reason.COMPLETION_NOT_MET, certificate_id)
-    distinction = _finite_or_none(certificate.min_percentage_for_distinction)
+    distinction = usable_threshold(certificate.min_percentage_for_distinction)
     with_distinction = distinction is not None and _every_page_passes(
         required, facts.scores, distinction
     )
@@ -165,10 +165,10 @@ def _decide_first_grant(facts: Facts, certificate: CertificateSettings) -> Decis
 def _decide_upgrade(facts: Facts, certificate: CertificateSettings) -> Decision:
     """A pending or earned grant without distinction: only distinction is evaluated (A2.6)."""
     certificate_id = certificate.certificate_id
-    distinction = _finite_or_none(certificate.min_percentage_for_distinction)
+    distinction = usable_threshold(certificate.min_percentage_for_distinction)
     if distinction is None:
         return Decision.no_change(Reason.SETTINGS_INCOMPLETE, certificate_id)
-    required = _required_pages(certificate, facts.section_pages)
+    required = required_pages(certificate, facts.section_pages)
     if isinstance(required, Reason):
         return Decision.no_change(required, certificate_id)
     if not _every_page_passes(required, facts.scores, distinction):
@@ -176,7 +176,7 @@ def _decide_upgrade(facts: Facts, certificate: CertificateSettings) -> Decision:
     return Decision.upgrade(certificate_id, _state_for(certificate))
 
 
-def _required_pages(
+def required_pages(
     certificate: CertificateSettings, pages: tuple[SectionPage, ...]
 ) -> frozenset[int] | Reason:
     """The page ids every one of which must pass, or the reason there is no usable set (A2.4).
@@ -205,7 +205,7 @@ def _every_page_passes(
     )
 
 
-def _finite_or_none(threshold: Decimal | None) -> Decimal | None:
+def usable_threshold(threshold: Decimal | None) -> Decimal | None:
     """A threshold the decision can use; NULL, NaN and Infinity (float8 allows them) are not."""
     if threshold is None or not threshold.is_finite():
         return None

@@ -111,9 +111,19 @@ def _load_grants(conn: sa.Connection, keys: Sequence[Key]) -> dict[Key, list[mod
     return found
 
 
-def _load_post_counts(conn: sa.Connection, keys: Sequence[Key]) -> dict[Key, tuple[int, int]]:
-    """(public discussion posts, public class notes) per key; deleted posts do not count."""
+def deleted_post_counts(conn: sa.Connection, key: Key) -> tuple[int, int]:
+    """(deleted public discussion posts, deleted public class notes) of one learner: what
+    Torus counts and the decision does not (``explain`` says so)."""
+    return _load_post_counts(conn, [key], deleted=True).get(key, (0, 0))
+
+
+def _load_post_counts(
+    conn: sa.Connection, keys: Sequence[Key], *, deleted: bool = False
+) -> dict[Key, tuple[int, int]]:
+    """(public discussion posts, public class notes) per key; deleted posts do not count
+    (with ``deleted``, only they do)."""
     k = keys_table(keys)
+    status = posts.c.status == "deleted" if deleted else posts.c.status != "deleted"
     is_note = posts.c.annotated_resource_id.is_not(None)
     query = (
         sa.select(
@@ -123,7 +133,7 @@ def _load_post_counts(conn: sa.Connection, keys: Sequence[Key]) -> dict[Key, tup
             sa.func.count().filter(is_note).label("notes"),
         )
         .join(k, sa.and_(posts.c.section_id == k.c.section_id, posts.c.user_id == k.c.user_id))
-        .where(posts.c.visibility == "public", posts.c.status != "deleted")
+        .where(posts.c.visibility == "public", status)
         .group_by(posts.c.section_id, posts.c.user_id)
     )
     return {(r.section_id, r.user_id): (r.discussion, r.notes) for r in conn.execute(query)}
@@ -156,7 +166,7 @@ def _load_pages(
 def _load_scores(conn: sa.Connection, keys: Sequence[Key]) -> dict[Key, dict[int, model.PageScore]]:
     """Each key's scores on the section's pages, one row per key with the pages as arrays.
 
-    Only pages can ever be required (``rules._required_pages``), so scores of other resources
+    Only pages can ever be required (``rules.required_pages``), so scores of other resources
     (activities) are left in the database; the arrays spare a result row per learner and page,
     the hottest loop of an evaluation.
     """

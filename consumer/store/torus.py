@@ -167,6 +167,21 @@ def enrolled_learners() -> sa.Select[tuple[int, int]]:
     )
 
 
+def audit_keys(conn: sa.Connection, section_ids: list[int]) -> list[tuple[int, int]]:
+    """(section_id, user_id) of every learner of the sections and of every holder of a grant
+    of their certificates (a grant may outlive its enrollment), in order."""
+    g, c = granted_certificates, certificates
+    holders = (
+        sa.select(c.c.section_id, g.c.user_id)
+        .join(c, c.c.id == g.c.certificate_id)
+        .where(c.c.section_id.in_(section_ids))
+    )
+    learners = enrolled_learners().where(enrollments.c.section_id.in_(section_ids))
+    union = sa.union(learners, holders).subquery()
+    query = sa.select(union.c.section_id, union.c.user_id).order_by(*union.c)
+    return [(int(s), int(u)) for s, u in conn.execute(query)]
+
+
 def certificate_sections(conn: sa.Connection, *, only: int | None = None) -> list[int]:
     """Ids of every certificate-enabled section, in order; with ``only``, that section if it
     exists (enabled or not: an operator naming a section means it)."""
