@@ -156,6 +156,13 @@ class Settings:
         "With a registry: the relay registers the output schemas itself when they are missing "
         "(else it waits, not ready, for `cert-consumer schemas register`).",
     )
+    shadow: bool = _setting(
+        "SHADOW",
+        False,
+        "Shadow mode (`run --shadow`), for a cut-over: the whole pipeline on the live topics, "
+        "each decision recorded in cert_consumer.shadow_decisions; nothing is written to "
+        "granted_certificates and nothing is published (no relay).",
+    )
     quiet_window_seconds: float = _setting(
         "QUIET_WINDOW_SECONDS", 2.0, "Debounce: evaluate this long after the last trigger."
     )
@@ -392,6 +399,7 @@ _PARSERS: dict[str, Callable[[str], Any]] = {
     "schema_registry_url": _parse_http_url,
     "group_protocol": _parse_choice(_GROUP_PROTOCOLS),
     "register_schemas": _parse_bool,
+    "shadow": _parse_bool,
     "quiet_window_seconds": _parse_float,
     "max_wait_seconds": _parse_float,
     "consume_batch_size": _parse_positive_int,

@@ -17,7 +17,7 @@ import structlog
 
 from consumer.domain import model, rules
 from consumer.domain.model import Key
-from consumer.store import grants, outbox
+from consumer.store import grants, outbox, shadow
 from consumer.store.facts import load_facts
 from consumer.store.grants import Transition, apply_decisions
 
@@ -58,6 +58,14 @@ def evaluate_keys(
     transitions = apply_decisions(conn, facts, decisions, now=now, new_guid=new_guid)
     written = outbox.write(conn, transitions)
     return EvaluationResult(decisions, transitions, written.unaddressed)
+
+
+def shadow_keys(conn: sa.Connection, keys: Iterable[Key], *, now: datetime) -> EvaluationResult:
+    """Decide every key as ``evaluate_keys`` does, and record the decisions in the shadow
+    table instead of writing grants or events (``run --shadow``)."""
+    _, decisions = decide_keys(conn, keys)
+    shadow.record(conn, decisions, now=now)
+    return EvaluationResult(decisions, [])
 
 
 def announce_earned(

@@ -249,7 +249,11 @@ class Service:
             return False
         self.dependencies.up(Dependency.POSTGRESQL)
         codec = build_codec(self.settings)
-        for role in self.settings.roles:
+        roles = [r for r in self.settings.roles if not (self.settings.shadow and r == "relay")]
+        if self.settings.shadow:
+            # Nothing to publish: decisions go to cert_consumer.shadow_decisions (ADR 0016).
+            log.warning("shadow_mode", roles=roles)
+        for role in roles:
             try:
                 run = self._build(role, codec)
             except KafkaException as exc:

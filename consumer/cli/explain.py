@@ -13,6 +13,7 @@ import argparse
 import json
 import sys
 from dataclasses import asdict
+from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
 from typing import Any, TextIO
@@ -21,9 +22,9 @@ from consumer.cli.common import command_engine, command_settings, positive_int
 from consumer.domain.audit import Verdict
 from consumer.domain.explain import Explanation, explain
 from consumer.domain.model import DecisionKind, GrantState
-from consumer.errors import CheckFailedError
+from consumer.errors import CheckFailedError, ConfigError
 from consumer.events.catalogue import EventType
-from consumer.ops.audit import AuditReport, run_audit
+from consumer.ops.audit import AuditReport, run_audit, run_shadow_audit
 from consumer.store.facts import deleted_post_counts, load_facts
 from consumer.store.torus import certificate_sections
 
@@ -46,13 +47,31 @@ def add_audit_command(subparsers: argparse._SubParsersAction[argparse.ArgumentPa
     which = command.add_mutually_exclusive_group(required=True)
     which.add_argument("--section-id", type=positive_int, help="one section")
     which.add_argument("--all", action="store_true", help="every certificate-enabled section")
+    which.add_argument(
+        "--shadow",
+        action="store_true",
+        help="what a shadow run would have done beside what Torus's worker did (needs --since)",
+    )
+    command.add_argument(
+        "--since", type=_moment, help="with --shadow: the period's start (ISO 8601, UTC if bare)"
+    )
     command.add_argument("--json", action="store_true", help="JSON even on a terminal")
     command.add_argument("--database-url", help="overrides CERT_CONSUMER_DATABASE_URL")
     command.set_defaults(handler=run_audit_command)
 
 
+def _moment(raw: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise argparse.ArgumentTypeError("expected ISO 8601, e.g. 2026-05-01T12:00:00Z") from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 def run_audit_command(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout  # resolved per call: tests and callers redirect it
+    if args.shadow:
+        return _shadow_audit(args, out)
     with command_engine(command_settings(args)) as engine:
         with engine.connect() as conn:
             section_ids = certificate_sections(conn, only=args.section_id)
@@ -65,6 +84,42 @@ def run_audit_command(args: argparse.Namespace, out: TextIO | None = None) -> in
         return 0
     print(file=sys.stderr)  # end the progress line
     print(audit_table(report), file=out)
+    return 0
+
+
+def _shadow_audit(args: argparse.Namespace, out: TextIO) -> int:
+    if args.since is None:
+        raise ConfigError(["audit --shadow needs --since: the start of the shadow period"])
+    with command_engine(command_settings(args)) as engine:
+        report = run_shadow_audit(engine, args.since)
+    disagreements = [
+        {"section_id": d.key[0], "user_id": d.key[1], "service": d.service, "torus": d.torus}
+        | {"reason": d.reason, "notes": list(d.notes)}
+        for d in report.disagreements
+    ]
+    body = {
+        "since": report.since.isoformat(),
+        "compared": report.compared,
+        "agreements": report.agreements,
+        "agreement_rate": round(report.agreement_rate, 4),
+        "disagreements": disagreements,
+    }
+    if args.json or not out.isatty():
+        print(json.dumps(body), file=out)
+        return 0
+    print(
+        f"{report.compared} learner(s) since {report.since.isoformat()}: {report.agreements} "
+        f"agree ({report.agreement_rate:.1%})",
+        file=out,
+    )
+    for d in report.disagreements:
+        print(
+            f"  section {d.key[0]}, learner {d.key[1]}: service would {d.service}; Torus did "
+            f"{d.torus} ({d.reason})",
+            file=out,
+        )
+        for note in d.notes:
+            print(f"    note: {note}", file=out)
     return 0
 
 

@@ -66,7 +66,7 @@ def _run(args: argparse.Namespace) -> int:
     roles = None
     if args.role:
         roles = ("ingest", "evaluate", "relay") if args.role == "all" else (args.role,)
-    return run_service(command_settings(args, roles=roles))
+    return run_service(command_settings(args, roles=roles, shadow=args.shadow or None))
 
 
 def _learners(raw: str) -> int:
@@ -138,6 +138,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="loops to run (default: CERT_CONSUMER_ROLES, else all)",
     )
     run.add_argument("--database-url", help="overrides CERT_CONSUMER_DATABASE_URL")
+    run.add_argument(
+        "--shadow",
+        action="store_true",
+        help="record decisions instead of granting or publishing (CERT_CONSUMER_SHADOW)",
+    )
     run.set_defaults(handler=_run)
 
     evaluate = sub.add_parser("evaluate", help="evaluate one key against the database now")

@@ -24,7 +24,7 @@ import structlog
 
 from consumer.config import Settings
 from consumer.domain import model
-from consumer.evaluation import evaluate_keys
+from consumer.evaluation import evaluate_keys, shadow_keys
 from consumer.observability.dependencies import Dependencies, Dependency
 from consumer.observability.logs import Throttled
 from consumer.observability.metrics import Metrics
@@ -166,8 +166,9 @@ class EvaluatorLoop:
 
     def _evaluate(self, claims: list[debounce.Claim]) -> None:
         """Decide and write a batch, release its keys: one transaction, all or nothing."""
+        evaluate = shadow_keys if self._settings.shadow else evaluate_keys
         with self._engine.begin() as conn:
-            result = evaluate_keys(conn, [c.key for c in claims], now=self._now())
+            result = evaluate(conn, [c.key for c in claims], now=self._now())
             debounce.release(conn, claims)
         self._record(claims, result.decisions, len(result.transitions))
         for t in result.unaddressed:

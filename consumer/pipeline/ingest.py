@@ -17,7 +17,9 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from datetime import UTC, datetime
+from typing import Any
 
 import sqlalchemy as sa
 import structlog
@@ -113,6 +115,7 @@ class IngestLoop:
         self._lag_due = 0.0
         self._missing_topics: set[str] = set()
         self._topics_due = 0.0
+        self._topic_answers: dict[str, Future[Any]] | None = None
         self._paused = False
 
     # -- rebalance callbacks (run inside consume(), between batches) --------------------------
@@ -243,24 +246,34 @@ class IngestLoop:
         """Every ``_TOPICS_CHECK_SECONDS``, ask the broker whether each input topic exists:
         with auto-create off a missing one is otherwise silence, the others being read.
         DescribeTopics, not a metadata request naming the topics, which a broker with
-        auto-create on would answer by creating them with its defaults."""
-        if self._admin is None or time.monotonic() < self._topics_due:
+        auto-create on would answer by creating them with its defaults. The request is never
+        waited for: its answers are read on a later turn, so a broker that is down cannot
+        hold the loop (or a stop) up."""
+        if self._admin is None:
             return
-        self._topics_due = time.monotonic() + _TOPICS_CHECK_SECONDS
-        futures = self._admin.describe_topics(
-            TopicCollection(list(self._settings.input_topics)), request_timeout=_LAG_TIMEOUT
-        )
+        if self._topic_answers is not None:
+            if all(f.done() for f in self._topic_answers.values()):
+                self._read_topic_answers(self._topic_answers)
+                self._topic_answers = None
+            return
+        if time.monotonic() >= self._topics_due:
+            self._topics_due = time.monotonic() + _TOPICS_CHECK_SECONDS
+            self._topic_answers = self._admin.describe_topics(
+                TopicCollection(list(self._settings.input_topics)), request_timeout=_LAG_TIMEOUT
+            )
+
+    def _read_topic_answers(self, answers: dict[str, Future[Any]]) -> None:
         missing = set()
-        for topic, future in futures.items():
-            try:
-                future.result(timeout=_LAG_TIMEOUT)
-            except KafkaException as exc:
-                if exc.args and exc.args[0].code() in _UNKNOWN_TOPIC:
-                    missing.add(topic)
-                else:
-                    return  # a broker that is down or a denial is reported elsewhere
-            except TimeoutError:
-                return
+        for topic, answer in answers.items():
+            error = answer.exception()
+            if error is None:
+                continue
+            code = (
+                error.args[0].code() if isinstance(error, KafkaException) and error.args else None
+            )
+            if code not in _UNKNOWN_TOPIC:
+                return  # a broker that is down or a denial is reported elsewhere
+            missing.add(topic)
         self._set_missing(missing)
 
     def _set_missing(self, missing: set[str]) -> None:
@@ -341,7 +354,9 @@ class IngestLoop:
                 quiet=self._settings.quiet_window_seconds,
                 max_wait=self._settings.max_wait_seconds,
             )
-            announced = announce_earned(conn, decoded.earned, now=datetime.now(UTC))
+            # Torus's own approvals are announced by the service, never by its shadow.
+            earned = () if self._settings.shadow else decoded.earned
+            announced = announce_earned(conn, earned, now=datetime.now(UTC))
         self._dead_letter(decoded.poison, first_seen)
         self._count(decoded.skipped, announced)
         for item in decoded.tolerated:

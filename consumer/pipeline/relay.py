@@ -240,9 +240,9 @@ class RelayLoop:
         """The not-ready reason of an undelivered batch. A topic that does not exist (auto-
         create off) usually fails as a plain timeout, before librdkafka gives up on its
         metadata, so the broker is asked whether it exists, and it is named if not."""
-        if err.code() in _MAYBE_MISSING:
+        if err.code() in _MAYBE_MISSING and not self._stop.is_set():  # a stop is not held up
             with contextlib.suppress(KafkaException):
-                found = self._producer.list_topics(topic, timeout=5).topics.get(topic)
+                found = self._producer.list_topics(topic, timeout=1).topics.get(topic)
                 if found is None or found.error is not None:
                     return (
                         f"output topic {topic} does not exist: create it "

@@ -81,6 +81,26 @@ MIGRATIONS: tuple[Migration, ...] = (
                 FOR EACH STATEMENT EXECUTE FUNCTION {SCHEMA}.notify_channel('{OUTBOX}')""",
         ),
     ),
+    Migration(
+        4,
+        "shadow decisions",
+        (
+            # One row per key: the latest decision, and the latest transition it would have
+            # made (kept when later decisions see Torus's own row and say no_change).
+            f"""CREATE TABLE {SCHEMA}.shadow_decisions (
+                section_id bigint NOT NULL,
+                user_id bigint NOT NULL,
+                decided_at timestamptz NOT NULL,
+                kind text NOT NULL,
+                reason text,
+                transition_at timestamptz,
+                transition_kind text,
+                transition_state text,
+                transition_with_distinction boolean,
+                PRIMARY KEY (section_id, user_id))""",
+            f"CREATE INDEX shadow_decisions_decided_at ON {SCHEMA}.shadow_decisions (decided_at)",
+        ),
+    ),
 )
 
 

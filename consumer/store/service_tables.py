@@ -52,3 +52,17 @@ outbox = sa.Table(
     sa.Column("failed_at", _tstz),
     sa.Column("error", sa.Text),
 )
+
+shadow_decisions = sa.Table(
+    "shadow_decisions",
+    metadata,
+    sa.Column("section_id", sa.BigInteger, primary_key=True),
+    sa.Column("user_id", sa.BigInteger, primary_key=True),
+    sa.Column("decided_at", _tstz, nullable=False),
+    sa.Column("kind", sa.Text, nullable=False),
+    sa.Column("reason", sa.Text),
+    sa.Column("transition_at", _tstz),
+    sa.Column("transition_kind", sa.Text),
+    sa.Column("transition_state", sa.Text),
+    sa.Column("transition_with_distinction", sa.Boolean),
+)

@@ -7,6 +7,9 @@ for tests and the embedded demo only, and refuses a database that already has th
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql as pg
 
@@ -180,6 +183,35 @@ def audit_keys(conn: sa.Connection, section_ids: list[int]) -> list[tuple[int, i
     union = sa.union(learners, holders).subquery()
     query = sa.select(union.c.section_id, union.c.user_id).order_by(*union.c)
     return [(int(s), int(u)) for s, u in conn.execute(query)]
+
+
+@dataclass(frozen=True)
+class GrantChange:
+    """A granted_certificates row another writer (Torus's worker) created or changed."""
+
+    created: bool  # inserted in the period; else updated in it (an upgrade, an approval)
+    state: str
+    with_distinction: bool
+
+
+def grants_changed_since(
+    conn: sa.Connection, since: datetime
+) -> dict[tuple[int, int], GrantChange]:
+    """Rows created or updated at or after ``since`` (Torus's timestamps are UTC, naive),
+    by (section, user)."""
+    g, c = granted_certificates, certificates
+    naive = since.astimezone(UTC).replace(tzinfo=None)
+    query = (
+        sa.select(c.c.section_id, g.c.user_id, g.c.inserted_at, g.c.state, g.c.with_distinction)
+        .join(c, c.c.id == g.c.certificate_id)
+        .where(sa.or_(g.c.inserted_at >= naive, g.c.updated_at >= naive))
+    )
+    return {
+        (int(r.section_id), int(r.user_id)): GrantChange(
+            r.inserted_at >= naive, str(r.state), bool(r.with_distinction)
+        )
+        for r in conn.execute(query)
+    }
 
 
 def certificate_sections(conn: sa.Connection, *, only: int | None = None) -> list[int]:

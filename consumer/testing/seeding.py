@@ -5,6 +5,7 @@ Plain bulk inserts with explicit ids, so a caller can describe a course precisel
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -193,3 +194,17 @@ def add_grant(
             .returning(torus.granted_certificates.c.id)
         ).scalar_one()
     )
+
+
+def add_earned(conn: sa.Connection, grants: Iterable[tuple[int, int, bool]]) -> None:
+    """Earned grants as (user_id, certificate_id, with_distinction), each with its own guid:
+    what Torus's worker leaves behind."""
+    for user_id, certificate_id, with_distinction in grants:
+        add_grant(
+            conn,
+            user_id=user_id,
+            certificate_id=certificate_id,
+            state="earned",
+            with_distinction=with_distinction,
+            guid=str(uuid.uuid4()),
+        )

@@ -4,7 +4,6 @@ decision it shows is the one an evaluation makes, with the figures of the learne
 from __future__ import annotations
 
 import json
-import uuid
 from datetime import UTC, datetime
 
 import pytest
@@ -61,20 +60,15 @@ def _planted(engine: sa.Engine) -> None:
         s.add_posts(conn, 2, 201, discussion=1, status="deleted")
         s.add_posts(conn, 2, 202, discussion=1)
         s.add_posts(conn, 2, 203, discussion=1)
-        for user_id, cert_id, distinction in (
-            (102, 1, True),
-            (103, 1, False),  # owed an upgrade: 95 passes 90 now
-            (201, 2, False),  # granted on a deleted post
-            (203, 2, True),
-        ):
-            s.add_grant(
-                conn,
-                user_id=user_id,
-                certificate_id=cert_id,
-                state="earned",
-                with_distinction=distinction,
-                guid=str(uuid.uuid4()),
-            )
+        s.add_earned(
+            conn,
+            (
+                (102, 1, True),
+                (103, 1, False),  # owed an upgrade: 95 passes 90 now
+                (201, 2, False),  # granted on a deleted post
+                (203, 2, True),
+            ),
+        )
 
 
 def test_audit_finds_the_planted_disagreements_and_nothing_else(

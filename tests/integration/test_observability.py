@@ -140,7 +140,7 @@ def test_an_unmigrated_database_is_refused_with_a_clear_message(env, pg_server_u
     result = _run_service_expecting_exit(env)
     assert result.returncode == 3  # a check failed
     assert result.stderr == (
-        "cert-consumer: the cert_consumer schema lacks migrations [1, 2, 3]; run "
+        "cert-consumer: the cert_consumer schema lacks migrations [1, 2, 3, 4]; run "
         "`cert-consumer db upgrade`\n"
     )
 
