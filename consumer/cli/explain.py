@@ -236,8 +236,10 @@ def _summary(shown: Explanation, event: str | None) -> list[str]:
 
 def _participation(shown: Explanation) -> list[str]:
     counts = (("discussion posts", shown.discussion_posts), ("class notes", shown.class_notes))
+    # Participation decides only a first grant; with a grant, only distinction is evaluated.
+    scope = "" if shown.grant is None else ", for a first grant only"
     return [
-        f"  {name}: {count.have} of {_dash(count.need)} required ({_met(count.met)})"
+        f"  {name}: {count.have} of {_dash(count.need)} required ({_met(count.met)}{scope})"
         for name, count in counts
     ]
 
