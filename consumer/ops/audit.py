@@ -51,8 +51,7 @@ def run_audit(
     verdicts: Counter[str] = Counter()
     reasons: Counter[str] = Counter()
     findings: list[Finding] = []
-    snapshot = engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-    with snapshot.connect() as conn:
+    with _snapshot(engine).connect() as conn:
         keys = audit_keys(conn, list(section_ids))
         for start in range(0, len(keys), CHUNK_KEYS):
             chunk = keys[start : start + CHUNK_KEYS]
@@ -90,8 +89,7 @@ class ShadowReport:
 
 
 def run_shadow_audit(engine: sa.Engine, since: datetime) -> ShadowReport:
-    snapshot = engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
-    with snapshot.connect() as conn:
+    with _snapshot(engine).connect() as conn:
         changed = grants_changed_since(conn, since)
         keys = sorted(set(changed) | set(shadow.decided_since(conn, since)))
         found: list[Disagreement] = []
@@ -151,6 +149,11 @@ def _disagreement(facts: Facts, service: str, torus: str, deleted: tuple[int, in
     decision = shown.decision
     reason = decision.reason.value if decision.reason else decision.kind.value
     return Disagreement((facts.section_id, facts.user_id), service, torus, reason, shown.notes)
+
+
+def _snapshot(engine: sa.Engine) -> sa.Engine:
+    """One read-only moment of the database for a whole report, however many chunks it reads."""
+    return engine.execution_options(isolation_level="REPEATABLE READ", postgresql_readonly=True)
 
 
 def _reason(found: Finding) -> str:
