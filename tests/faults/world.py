@@ -3,10 +3,12 @@ and the oracle: what the pure rules say the final state must be.
 
 Sections: 1 plain, 2 requires instructor approval, 3 certificates disabled, 4 requires one
 public discussion post. Learners get a random profile (distinction, completion, fail, not
-enrolled, suspended; with or without a post). Facts are written before any trigger and never
-change, so the right end state is one decision per learner on the final facts, whatever was
-killed or stopped on the way. Score events carry a perfect score whatever the database says:
-a trigger that lies (not enrolled, suspended, disabled, failing) must never grant.
+enrolled, suspended; with or without a post); a section whose draw gave no earning profile gets
+one from its last learner, so sections 1 and 2 of every seed have a certificate to grant. Facts
+are written before any trigger and never change, so the right end state is one decision per
+learner on the final facts, whatever was killed or stopped on the way. Score events carry a
+perfect score whatever the database says: a trigger that lies (not enrolled, suspended,
+disabled, failing) must never grant.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ Key = tuple[int, int]
 PAGES = ((101, True, False), (102, True, False), (103, True, False))
 PROFILES = ("distinction", "completion", "fail", "not_enrolled", "suspended")
 _SCORES = {"distinction": 95.0, "completion": 70.0, "fail": 30.0}
+_EARNING = ("distinction", "completion")
 
 
 @dataclass(frozen=True)
@@ -67,9 +70,13 @@ def seed_world(engine: sa.Engine, learners_per_section: int, seed: int) -> World
                 ),
             )
             enrolled, suspended = [], []
+            earning = False
             for i in range(1, learners_per_section + 1):
                 user_id = section_id * 100_000 + i
                 profile = rng.choice(PROFILES)
+                if i == learners_per_section and not earning:
+                    profile = "completion"
+                earning = earning or profile in _EARNING
                 keys.append((section_id, user_id))
                 if profile == "not_enrolled":
                     continue
