@@ -50,7 +50,7 @@ _DATABASE_FIX = "check CERT_CONSUMER_DATABASE_URL and that the server is up"
 
 def explain(exc: BaseException) -> tuple[ExitCode, list[str]] | None:
     """The exit code and the line(s) for an expected failure; None for a bug."""
-    if isinstance(exc, KeyboardInterrupt):
+    if _interrupted(exc):
         return ExitCode.INTERRUPTED, ["interrupted"]
     if isinstance(exc, ConfigError):
         return ExitCode.USAGE, [f"invalid configuration: {p}" for p in exc.problems]
@@ -84,6 +84,20 @@ def explain(exc: BaseException) -> tuple[ExitCode, list[str]] | None:
             "(0 turns the endpoint off)"
         ]
     return None
+
+
+def _interrupted(exc: BaseException) -> bool:
+    """Ctrl-C, or an error raised while a Ctrl-C unwound: a library's clean-up can fail on
+    the connection the interrupt left mid-statement (SQLAlchemy's pre-ping, interrupted, then
+    raises "can't change 'autocommit' now"), and that error must not hide the interrupt."""
+    seen: set[int] = set()
+    link: BaseException | None = exc
+    while link is not None and id(link) not in seen:
+        if isinstance(link, KeyboardInterrupt):
+            return True
+        seen.add(id(link))
+        link = link.__cause__ or link.__context__
+    return False
 
 
 def _library(exc: CertConsumerError) -> tuple[ExitCode, list[str]]:
