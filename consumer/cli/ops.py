@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import asdict, astuple
@@ -20,14 +21,15 @@ from datetime import UTC, datetime, timedelta
 from typing import TextIO, TypeAlias
 
 import sqlalchemy as sa
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from consumer.cli.common import command_engine, command_settings, positive_int, positive_seconds
-from consumer.errors import CheckFailedError, ConfigError
+from consumer.config import Settings
+from consumer.errors import CheckFailedError, ConfigError, RefusedError
 from consumer.kafka import clients
-from consumer.kafka.clients import admin_config
 from consumer.kafka.delivery import deliver
+from consumer.kafka.refusals import Refusals
 from consumer.kafka.watermarks import Partition
 from consumer.ops import backfill, offsets, redrive, topics
 from consumer.store.outbox import retry_set_aside
@@ -77,6 +79,37 @@ def _add_topics(subparsers: Subparsers) -> None:
         command.set_defaults(handler=run_topics)
 
 
+def operator_admin(settings: Settings) -> AdminClient:
+    """The admin client of one operator command, once the cluster has answered it.
+
+    A refused connection (a wrong SASL password, a CA or host name the broker's certificate
+    does not match, plaintext spoken to TLS) ends the command in one line and exit 2 within
+    seconds, as it ends ``run`` (ADR 0014); without this first request it would read as
+    "unreachable" once the command's own requests timed out. A cluster that does not answer
+    within the commands' timeout is unreachable (exit 3).
+    """
+    refusals = Refusals.of(settings)
+    seen: list[str] = []
+
+    def on_error(err: KafkaError) -> None:
+        said = refusals.refusal(err)
+        if said is not None:
+            seen.append(said)
+
+    admin = AdminClient(clients.admin_config(settings) | {"error_cb": on_error})
+    deadline = time.monotonic() + offsets.TIMEOUT_SECONDS
+    while True:
+        try:
+            admin.list_topics(timeout=1.0)  # no topic named: nothing is auto-created
+            return admin
+        except KafkaException:
+            admin.poll(0)  # serve the error callbacks the failed request left
+            if seen:
+                raise RefusedError(seen[0]) from None
+            if time.monotonic() >= deadline:
+                raise
+
+
 def run_topics(args: argparse.Namespace, out: TextIO | None = None) -> int:
     """``topics plan`` prints; ``create`` makes the missing ones; ``check`` exits 3 when one
     is missing (a difference in partitions or retention is reported, exit 0)."""
@@ -89,7 +122,7 @@ def run_topics(args: argparse.Namespace, out: TextIO | None = None) -> int:
         else:
             print(_topics_table(specs), file=out)
         return 0
-    admin = AdminClient(admin_config(settings))
+    admin = operator_admin(settings)
     if args.topics_command == "create":
         factor = args.replication_factor or topics.BROKER_DEFAULT
         created, existing = topics.create(admin, specs, factor)
@@ -294,7 +327,7 @@ def run_replay(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout  # resolved per call: tests and callers redirect it
     settings = command_settings(args, require_database=False)
     target = _target(args)
-    admin = AdminClient(admin_config(settings))
+    admin = operator_admin(settings)
     plan = offsets.build_replay_plan(
         admin, args.group, target, args.topic or list(settings.input_topics)
     )
@@ -328,7 +361,7 @@ def run_lag(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout  # resolved per call: tests and callers redirect it
     settings = command_settings(args, require_database=False)
     group = args.group or settings.group_id
-    report = offsets.measure_lag(AdminClient(admin_config(settings)), group, args.topic)
+    report = offsets.measure_lag(operator_admin(settings), group, args.topic)
     if args.json:
         print(json.dumps(_lag_json(report)), file=out)
         return 0

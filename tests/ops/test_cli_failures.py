@@ -80,7 +80,7 @@ CASES = {
         ["lag"],
         {"CERT_CONSUMER_KAFKA_BOOTSTRAP_SERVERS": "BROKER_DOWN"},
         3,
-        ("could not read the offsets of group 'cert-consumer'",),
+        ("Kafka unreachable", "check CERT_CONSUMER_KAFKA_BOOTSTRAP_SERVERS"),
     ),
     "lag, a bad librdkafka property": (
         ["lag"],

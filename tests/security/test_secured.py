@@ -252,6 +252,7 @@ KAFKA_CASES = {
 }
 
 
+@pytest.mark.parametrize("command", ["run", "lag"])  # the service, and an operator command
 @pytest.mark.parametrize("case", list(KAFKA_CASES))
 def test_a_refusing_kafka_is_one_line_and_exit_2(
     secured_kafka: SecuredKafka,
@@ -259,6 +260,7 @@ def test_a_refusing_kafka_is_one_line_and_exit_2(
     tls: Path,
     tmp_path: Path,
     case: str,
+    command: str,
 ) -> None:
     topics = secured_topics(secured_kafka)
     env = secured_env(secured_kafka, torus_database, topics, tmp_path)
@@ -273,7 +275,7 @@ def test_a_refusing_kafka_is_one_line_and_exit_2(
             env[name] = given
     env = {k: v for k, v in env.items() if v}
     started = time.monotonic()
-    code, lines = run_cli(env, "run")
+    code, lines = run_cli(env, command)
     assert_one_line_exit_2(code, lines, "Kafka refused the connection", setting)
     assert time.monotonic() - started < 30
 
