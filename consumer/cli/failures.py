@@ -89,14 +89,19 @@ def explain(exc: BaseException) -> tuple[ExitCode, list[str]] | None:
 def _interrupted(exc: BaseException) -> bool:
     """Ctrl-C, or an error raised while a Ctrl-C unwound: a library's clean-up can fail on
     the connection the interrupt left mid-statement (SQLAlchemy's pre-ping, interrupted, then
-    raises "can't change 'autocommit' now"), and that error must not hide the interrupt."""
+    raises "can't change 'autocommit' now"), and that error must not hide the interrupt.
+    Both links of every exception are followed: ``raise X from Y`` inside an ``except
+    KeyboardInterrupt`` keeps the interrupt in the context, not the cause."""
     seen: set[int] = set()
-    link: BaseException | None = exc
-    while link is not None and id(link) not in seen:
+    waiting: list[BaseException | None] = [exc]
+    while waiting:
+        link = waiting.pop()
+        if link is None or id(link) in seen:
+            continue
         if isinstance(link, KeyboardInterrupt):
             return True
         seen.add(id(link))
-        link = link.__cause__ or link.__context__
+        waiting += (link.__cause__, link.__context__)
     return False
 
 

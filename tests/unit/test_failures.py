@@ -28,6 +28,16 @@ def test_an_error_raised_while_a_ctrl_c_unwound_is_the_interrupt() -> None:
     assert explain(_raised_while_interrupted()) == (ExitCode.INTERRUPTED, ["interrupted"])
 
 
+def test_an_interrupt_in_the_context_behind_an_explicit_cause_is_found() -> None:
+    try:
+        try:
+            raise KeyboardInterrupt
+        except KeyboardInterrupt:
+            raise sa.exc.OperationalError("SELECT 1", None, RuntimeError("x")) from ValueError()
+    except sa.exc.OperationalError as exc:
+        assert explain(exc) == (ExitCode.INTERRUPTED, ["interrupted"])
+
+
 def test_an_error_without_an_interrupt_behind_it_is_not_one() -> None:
     try:
         raise sa.exc.ProgrammingError("SELECT 1", None, RuntimeError("syntax"))
